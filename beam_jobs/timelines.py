@@ -1,0 +1,174 @@
+"""Per-user timelines: ordering, sessionization and train/valid/test splitting.
+
+Pure Python on one user's events (plain dicts with canonical keys, see
+:mod:`beam_jobs.events`), so every rule is unit-testable without Beam; the
+Beam job applies :func:`build_user_records` after grouping events by user.
+
+Split modes (``--split``)
+-------------------------
+``loo``
+    chronological leave-one-out per user (RecBole ``LS`` / ``order TO``): the
+    last item is the test target, the second-last the validation target, the
+    rest is one training sequence. One record per user.
+``last_session``
+    last-session-out per user (Quadrana et al.): the last session is test, the
+    one before validation, earlier sessions train. One record per session.
+``time``
+    temporal cut-off (GRU4Rec / NARM protocol): sessions ending in the last
+    ``test_days`` days are test, the ``valid_days`` before validation, the rest
+    train. One record per session.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+SPLIT_MODES = ("loo", "last_session", "time")
+SESSION_SPLITS = ("last_session", "time")
+
+
+@dataclasses.dataclass(frozen=True)
+class TimelineOptions:
+    split: str = "loo"
+    session_gap_seconds: int = 30 * 60
+    min_session_length: int = 1
+    min_user_interactions: int = 1
+    dedup_consecutive: bool = False
+    test_days: float = 1.0
+    valid_days: float = 0.0
+
+    def __post_init__(self):
+        if self.split not in SPLIT_MODES:
+            raise ValueError(f"unknown split {self.split!r}; expected one of {', '.join(SPLIT_MODES)}")
+
+
+def order_events(events: Iterable[dict]) -> list[dict]:
+    """Time order; ties keep the input order of same-timestamp events stable by (session, basket, item)."""
+    return sorted(events, key=lambda e: (e["timestamp"], str(e.get("session_id") or ""), str(e.get("basket_id") or "")))
+
+
+def sessionize(events: list[dict], gap_seconds: int) -> list[list[dict]]:
+    """Split time-ordered events into sessions.
+
+    With ``session_id`` on every event, sessions are the given ids ordered by
+    their first event; otherwise a new session starts after an inactivity gap
+    longer than ``gap_seconds``.
+    """
+    if not events:
+        return []
+    if all(e.get("session_id") not in (None, "") for e in events):
+        by_id: dict[str, list[dict]] = {}
+        for e in events:
+            by_id.setdefault(str(e["session_id"]), []).append(e)
+        return sorted(by_id.values(), key=lambda s: (s[0]["timestamp"], str(s[0]["session_id"])))
+    sessions = [[events[0]]]
+    for prev, cur in zip(events, events[1:]):
+        if cur["timestamp"] - prev["timestamp"] > gap_seconds:
+            sessions.append([])
+        sessions[-1].append(cur)
+    return sessions
+
+
+def drop_consecutive_repeats(session: list[dict]) -> list[dict]:
+    out = [session[0]] if session else []
+    for e in session[1:]:
+        if e["item_id"] != out[-1]["item_id"]:
+            out.append(e)
+    return out
+
+
+@dataclasses.dataclass
+class UserRecords:
+    """What one user contributes: records per split (token ids, not indices) and counters."""
+
+    train: list[dict] = dataclasses.field(default_factory=list)
+    valid: list[dict] = dataclasses.field(default_factory=list)
+    test: list[dict] = dataclasses.field(default_factory=list)
+    counters: dict = dataclasses.field(default_factory=dict)
+
+    def by_split(self) -> dict[str, list[dict]]:
+        return {"train": self.train, "valid": self.valid, "test": self.test}
+
+
+def _record(user: str, sessions: list[list[dict]], session_key: str, target: dict | None = None) -> dict:
+    items, times, starts = [], [], []
+    for s in sessions:
+        for j, e in enumerate(s):
+            items.append(e["item_id"])
+            times.append(int(e["timestamp"]))
+            starts.append(1 if j == 0 else 0)
+    return {
+        "user_id": user,
+        "session_key": session_key,
+        "item_ids": items,
+        "timestamps": times,
+        "session_starts": starts,
+        "target_item": target["item_id"] if target else None,
+    }
+
+
+def build_user_records(user: str, events: Iterable[dict], opts: TimelineOptions, max_timestamp: int = 0) -> UserRecords:
+    """Order, sessionize, filter and split one user's events into records."""
+    out = UserRecords(counters={"users_in": 1})
+    ordered = order_events(events)
+    sessions = sessionize(ordered, opts.session_gap_seconds)
+    if opts.dedup_consecutive:
+        before = sum(map(len, sessions))
+        sessions = [drop_consecutive_repeats(s) for s in sessions]
+        out.counters["consecutive_repeats_removed"] = before - sum(map(len, sessions))
+    kept = [s for s in sessions if len(s) >= opts.min_session_length]
+    out.counters["short_sessions_removed"] = len(sessions) - len(kept)
+    n_events = sum(map(len, kept))
+    if n_events < max(1, opts.min_user_interactions) or not kept:
+        out.counters["short_users_removed"] = 1
+        return out
+    out.counters["users"] = 1
+    out.counters["sessions"] = len(kept)
+    out.counters["interactions"] = n_events
+
+    def key(i: int) -> str:
+        return f"{user}#{i}"
+
+    if opts.split == "loo":
+        flat = [e for s in kept for e in s]
+        if len(flat) < 3:
+            out.train.append(_record(user, kept, key(0)))
+            out.counters["users_train_only"] = 1
+            return out
+        # rebuild session structure of the prefix without the last two events
+        def prefix_sessions(n: int) -> list[list[dict]]:
+            res, left = [], n
+            for s in kept:
+                if left <= 0:
+                    break
+                res.append(s[:left])
+                left -= len(s)
+            return res
+
+        n = len(flat)
+        out.train.append(_record(user, prefix_sessions(n - 2), key(0)))
+        out.valid.append(_record(user, prefix_sessions(n - 2), key(0), target=flat[n - 2]))
+        out.test.append(_record(user, prefix_sessions(n - 1), key(0), target=flat[n - 1]))
+        return out
+
+    if opts.split == "last_session":
+        if len(kept) < 2:
+            out.train.extend(_record(user, [s], key(i)) for i, s in enumerate(kept))
+            out.counters["users_train_only"] = 1
+            return out
+        has_valid = len(kept) >= 3
+        n_train = len(kept) - (2 if has_valid else 1)
+        out.train.extend(_record(user, [s], key(i)) for i, s in enumerate(kept[:n_train]))
+        if has_valid:
+            out.valid.append(_record(user, [kept[-2]], key(len(kept) - 2)))
+        out.test.append(_record(user, [kept[-1]], key(len(kept) - 1)))
+        return out
+
+    # time split
+    test_from = max_timestamp - opts.test_days * 86400
+    valid_from = test_from - opts.valid_days * 86400
+    for i, s in enumerate(kept):
+        end = s[-1]["timestamp"]
+        split = "test" if end > test_from else "valid" if end > valid_from else "train"
+        getattr(out, split).append(_record(user, [s], key(i)))
+    return out

@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tfpps",
+    version="0.1.0",
+    description="Personalized product search and sequential recommendation on TensorFlow/Keras, "
+    "with an Apache Beam feature pipeline.",
+    python_requires=">=3.10,<3.12",
+    packages=find_packages(include=["tfpps", "tfpps.*", "beam_jobs", "beam_jobs.*"]),
+    package_data={"tfpps": ["py.typed"]},
+    install_requires=[
+        "tensorflow==2.16.2",
+        "tf-keras~=2.16.0",
+        "tensorflow-recommenders==0.7.7",
+        "tensorflow-io==0.37.1",
+        "apache-beam[tfrecord]==2.77.0",
+        "keras-tuner==1.4.8",
+        "numpy<2",
+        "pyyaml>=6",
+        "pyarrow>=14",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6"],
+        "gcp": ["apache-beam[gcp]==2.77.0"],
+    },
+    entry_points={"console_scripts": ["tfpps-train=tfpps.train:main"]},
+)

@@ -1,0 +1,72 @@
+"""Named datasets: find a built dataset directory, or build it with the Beam job.
+
+A dataset config ``configs/datasets/<name>.yaml`` holds ``data.dir`` (where the
+built dataset lives) and a ``build`` section: the Beam job's flags and, for the
+synthetic default, the generator's settings. Placeholders in flag values:
+``{shared}`` = the shared real-data folder (``$TFPPS_SHARED_DATA`` or
+``../shared/data`` beside the repo), ``{raw}`` = where generated raw logs go.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tfpps.config import REPO_ROOT, ConfigError, dataset_config_path, load_yaml
+from tfpps.data import schema
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("TFPPS_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def resolve_path(path: str) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def job_argv(name: str, output: Path, raw_dir: Path | None = None, extra: list[str] | None = None) -> list[str]:
+    """The Beam job's argv for dataset config ``name``."""
+    cfg = load_yaml(dataset_config_path(name))
+    flags = dict((cfg.get("build") or {}).get("flags") or {})
+    if not flags:
+        raise ConfigError(f"datasets/{name}.yaml has no build.flags; cannot build it")
+    argv = []
+    for key, value in flags.items():
+        if isinstance(value, bool):
+            if value:
+                argv.append(f"--{key}")
+            continue
+        value = str(value).format(shared=shared_data_dir(), raw=raw_dir or "")
+        argv.append(f"--{key}={value}")
+    return argv + [f"--output={output}", "--overwrite"] + (extra or [])
+
+
+def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = None, quiet: bool = False) -> Path:
+    """Return the built dataset directory of ``name``, building it first when it is missing."""
+    cfg_path = dataset_config_path(name)
+    if not cfg_path.exists():
+        if data_dir and (resolve_path(data_dir) / schema.DATASET_FILE).exists():
+            return resolve_path(data_dir)
+        raise ConfigError(f"unknown dataset {name!r} and no built dataset at data.dir={data_dir!r}")
+    cfg = load_yaml(cfg_path)
+    out = resolve_path(data_dir or (cfg.get("data") or {}).get("dir") or f"data_out/{name}")
+    if (out / schema.DATASET_FILE).exists():
+        return out
+    build = cfg.get("build") or {}
+    raw_dir = None
+    if "generator" in build:
+        from tfpps.data import synthetic
+
+        raw_dir = out.parent / f"{out.name}_raw"
+        if not any(raw_dir.glob("events-*")):
+            gen_cfg = synthetic.SyntheticConfig(**(build.get("generator") or {}))
+            synthetic.generate(gen_cfg, raw_dir)
+    from beam_jobs import build_features
+
+    argv = job_argv(name, out, raw_dir, beam_args)
+    if not quiet:
+        print(f"building dataset {name!r}: python -m beam_jobs.build_features {' '.join(argv)}", flush=True)
+    stats = build_features.run(argv)
+    if not quiet:
+        print(build_features.summary_table(stats), flush=True)
+    return out

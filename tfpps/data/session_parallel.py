@@ -1,0 +1,228 @@
+"""Session-parallel mini-batches (Hidasi et al., ICLR 2016), as a fixed-shape schedule.
+
+The official ``SessionDataIterator`` (hidasib/GRU4Rec*) lays sessions, sorted
+by the time of their first event, into ``B`` parallel slots. Every step feeds,
+for each active slot, the current item as input and the next item as target.
+When a session ends its slot's hidden state is zeroed and the next unused
+session is loaded into it; when no sessions are left the slot is dropped and
+the batch shrinks (``H = H[valid_mask]``). With ``n_sample == 0`` training
+stops once fewer than two slots remain (no negatives otherwise).
+
+tfpps computes the same schedule once, in numpy, and keeps every step at
+exactly ``B`` slots so the training graph never retraces:
+
+``input_items``  int32 ``[T, B]`` item fed at step ``t`` in slot ``b`` (0 = PAD where invalid)
+``target_items`` int32 ``[T, B]`` next item (the positive; 0 where invalid)
+``reset``        bool  ``[T, B]`` the slot starts a new session at ``t``: zero its state first
+``valid``        bool  ``[T, B]`` the slot holds data at ``t``; once False it stays False
+
+Slot assignment reproduces the official iterator exactly: sessions are taken
+in order and a slot that runs out gets the next session at the step it
+becomes free; slots freed at the same step are refilled in slot order. Only
+the storage differs: a finished slot is masked (``valid = False``) instead of
+being removed, which yields the same per-step set of (input, target) pairs.
+
+Sessions (records) with fewer than two events are skipped. Ties of first-event
+time keep record order (stable sort; the official ``np.argsort`` is not stable).
+
+Example::
+
+    sched = build_schedule([np.array([2, 3, 4]), np.array([5, 6])], first_times=[0, 1], batch_size=2)
+    ds = sched.dataset()        # one dict of [B] tensors per step
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+import tfpps  # noqa: F401
+import tensorflow as tf
+
+
+@dataclasses.dataclass
+class SessionParallelSchedule:
+    """Per-step arrays of a session-parallel epoch (see the module docstring)."""
+
+    input_items: np.ndarray
+    target_items: np.ndarray
+    reset: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.input_items.shape[0])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_items.shape[1])
+
+    @property
+    def num_events(self) -> int:
+        """Number of (input, target) training pairs, i.e. valid slot-steps."""
+        return int(self.valid.sum())
+
+    def dataset(self) -> tf.data.Dataset:
+        """``tf.data.Dataset`` yielding one dict of ``[B]`` tensors per step, in order."""
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                "input_items": self.input_items,
+                "target_items": self.target_items,
+                "reset": self.reset,
+                "valid": self.valid,
+            }
+        )
+
+
+@dataclasses.dataclass
+class Sessions:
+    """Sessions stored flat: ``items[offsets[s]:offsets[s+1]]`` is session ``s``."""
+
+    items: np.ndarray  # int32 [E]
+    offsets: np.ndarray  # int64 [S + 1]
+    first_times: np.ndarray  # int64 [S]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @classmethod
+    def from_lists(cls, sequences: Sequence[Sequence[int]], first_times: Sequence[int] | None = None) -> "Sessions":
+        lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+        items = np.concatenate([np.asarray(s, dtype=np.int32) for s in sequences]) if len(sequences) else np.zeros(0, np.int32)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        times = np.zeros(len(sequences), np.int64) if first_times is None else np.asarray(first_times, np.int64)
+        return cls(items, offsets, times)
+
+
+def sessions_from_records(records: tf.data.Dataset, read_batch: int = 4096) -> Sessions:
+    """Collect ``item_ids`` and first timestamps of every record (one record = one session).
+
+    Reads ragged batches of records, so the Python loop is per ``read_batch``
+    records, not per event.
+    """
+
+    def select(rec):
+        ts = rec.get("timestamps")
+        first = tf.constant(0, tf.int64) if ts is None else tf.concat([tf.cast(ts, tf.int64), [0]], 0)[0]
+        return {"item_ids": tf.cast(rec["item_ids"], tf.int32), "first": first}
+
+    ds = records.map(select, num_parallel_calls=tf.data.AUTOTUNE).ragged_batch(read_batch)
+    items, lengths, firsts = [], [], []
+    for batch in ds.as_numpy_iterator():
+        rt = batch["item_ids"]
+        items.append(rt.flat_values)
+        lengths.append(rt.row_lengths())
+        firsts.append(batch["first"])
+    if not items:
+        return Sessions(np.zeros(0, np.int32), np.zeros(1, np.int64), np.zeros(0, np.int64))
+    lengths = np.concatenate(lengths).astype(np.int64)
+    return Sessions(
+        np.concatenate(items).astype(np.int32),
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        np.concatenate(firsts).astype(np.int64),
+    )
+
+
+def assign_slots(num_steps: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slot and start step of each session (in order), the official greedy refill.
+
+    ``num_steps[s]`` is the number of training steps of session ``s``
+    (length - 1, >= 1). Returns ``(slot [S], start [S])``. One loop iteration
+    per distinct slot-release time, vectorised over the slots released then.
+    """
+    n = len(num_steps)
+    slot = np.empty(n, np.int64)
+    start = np.empty(n, np.int64)
+    k = min(batch_size, n)
+    slot[:k] = np.arange(k)
+    start[:k] = 0
+    free = np.full(batch_size, np.iinfo(np.int64).max, np.int64)
+    free[:k] = num_steps[:k]
+    nxt = k
+    while nxt < n:
+        t = free.min()
+        slots = np.flatnonzero(free == t)[: n - nxt]
+        idx = np.arange(nxt, nxt + len(slots))
+        slot[idx] = slots
+        start[idx] = t
+        free[slots] = t + num_steps[idx]
+        nxt += len(slots)
+    return slot, start
+
+
+def build_schedule(
+    sessions: Sessions | Sequence[Sequence[int]],
+    batch_size: int,
+    first_times: Sequence[int] | None = None,
+    min_valid: int = 1,
+) -> SessionParallelSchedule:
+    """The session-parallel schedule of one epoch.
+
+    Args:
+      sessions: a :class:`Sessions` or a list of item-id sequences.
+      batch_size: ``B``, the number of parallel slots.
+      first_times: first-event time of each session when ``sessions`` is a list.
+      min_valid: stop at the first step with fewer valid slots than this
+        (2 reproduces the official stop rule when ``n_sample == 0``; 1 runs
+        until the data is exhausted, as with ``n_sample > 0``).
+    """
+    if not isinstance(sessions, Sessions):
+        sessions = Sessions.from_lists(sessions, first_times)
+    lengths = sessions.lengths
+    keep = np.flatnonzero(lengths >= 2)
+    order = keep[np.argsort(sessions.first_times[keep], kind="stable")]
+    n_steps = lengths[order] - 1
+    b = int(batch_size)
+    if len(order) == 0:
+        empty = np.zeros((0, b), np.int32)
+        return SessionParallelSchedule(empty, empty.copy(), empty.astype(bool), empty.astype(bool))
+    slot, start = assign_slots(n_steps, b)
+    num_t = int((start + n_steps).max())
+
+    # every (session, position) pair, vectorised
+    total = int(n_steps.sum())
+    sess = np.repeat(np.arange(len(order)), n_steps)
+    pos = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n_steps) - n_steps, n_steps)
+    rows = start[sess] + pos
+    cols = slot[sess]
+    src = sessions.offsets[order][sess] + pos
+
+    inp = np.zeros((num_t, b), np.int32)
+    tgt = np.zeros((num_t, b), np.int32)
+    reset = np.zeros((num_t, b), bool)
+    valid = np.zeros((num_t, b), bool)
+    inp[rows, cols] = sessions.items[src]
+    tgt[rows, cols] = sessions.items[src + 1]
+    reset[rows, cols] = pos == 0
+    valid[rows, cols] = True
+
+    if min_valid > 1:
+        short = np.flatnonzero(valid.sum(axis=1) < min_valid)
+        if len(short):
+            cut = int(short[0])
+            inp, tgt, reset, valid = inp[:cut], tgt[:cut], reset[:cut], valid[:cut]
+    return SessionParallelSchedule(inp, tgt, reset, valid)
+
+
+_CACHE: dict = {}
+
+
+def session_parallel_dataset(data, batch_size: int, n_sample: int, split: str = "train") -> tuple[tf.data.Dataset, SessionParallelSchedule]:
+    """Schedule + dataset for ``data`` (anything with ``.records(split)``), cached per (data, B, stop rule).
+
+    The schedule is identical every epoch (time-ordered, no shuffling, as the
+    official code), so it is computed once per process.
+    """
+    min_valid = 2 if n_sample == 0 else 1
+    path = getattr(data, "path", None)
+    key = (str(path) if path is not None else ("object", id(data)), split, int(batch_size), min_valid)
+    if key not in _CACHE:
+        if len(_CACHE) >= 2:
+            _CACHE.pop(next(iter(_CACHE)))
+        sessions = sessions_from_records(data.records(split))
+        # the cache holds ``data`` itself, so an id() key cannot be reused by another object meanwhile
+        _CACHE[key] = (data, build_schedule(sessions, batch_size, min_valid=min_valid))
+    sched = _CACHE[key][1]
+    return sched.dataset(), sched

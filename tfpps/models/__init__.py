@@ -1,0 +1,1 @@
+"""Model architectures, one per module; see :mod:`tfpps.registry` for the name -> class map."""

@@ -1,0 +1,66 @@
+"""The contract every next-item model implements, so one trainer and one evaluator serve all.
+
+A model is a ``tfrs.Model`` (Keras 2) that
+
+* builds its own training ``tf.data.Dataset`` from the dataset directory
+  (:meth:`SequentialModel.make_train_dataset`), because faithful training
+  differs per model (GRU4Rec's session-parallel mini-batches, NARM's prefix
+  augmentation, ...);
+* computes its loss in :meth:`compute_loss` (called by ``tfrs.Model.train_step``
+  inside a multi-step ``tf.function`` when ``steps_per_execution > 1``);
+* scores **all** items for a batch of histories in :meth:`score_items`; the
+  evaluator ranks these scores.
+
+Evaluation features (built by :func:`tfpps.data.pipeline.eval_examples`):
+
+``item_ids``   int64 ``[B, L]``: the most recent ``L`` history items, left-aligned, 0-padded at the end
+``length``     int64 ``[B]``: number of real items in ``item_ids``
+``user_id``    int64 ``[B]``
+``target_item`` int64 ``[B]``
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+
+@dataclasses.dataclass
+class DatasetInfo:
+    """What a model needs to know about the data to build itself."""
+
+    num_items: int  # item vocabulary size, PAD and OOV rows included
+    num_users: int  # user vocabulary size, PAD and OOV rows included
+    item_counts: np.ndarray  # [num_items] training support of each item (0 for PAD/OOV)
+    num_words: int = 0
+    kind: str = "sequential"
+
+
+class SequentialModel(tfrs.Model):
+    """Base class of next-item models; see the module docstring for the contract."""
+
+    def __init__(self, params: Any, info: DatasetInfo, run: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.params = params
+        self.info = info
+        self.run_config = run
+
+    @classmethod
+    def make_train_dataset(cls, params: Any, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:
+        """Training examples for one epoch. ``data`` is a :class:`tfpps.data.pipeline.DatasetDir`."""
+        raise NotImplementedError
+
+    def compute_loss(self, features, training: bool = False) -> tf.Tensor:
+        raise NotImplementedError
+
+    def score_items(self, features) -> tf.Tensor:
+        """Scores ``[B, num_items]`` of every item for each history in ``features``."""
+        raise NotImplementedError
+
+    def reset_states(self) -> None:
+        """Forget recurrent state carried between training steps (start of an epoch)."""

@@ -1,0 +1,342 @@
+"""GRU4Rec, faithful to the official implementation.
+
+Papers:
+
+* B. Hidasi, A. Karatzoglou, L. Baltrunas, D. Tikk. *Session-based
+  Recommendations with Recurrent Neural Networks.* ICLR 2016 (arXiv:1511.06939).
+* B. Hidasi, A. Karatzoglou. *Recurrent Neural Networks with Top-k Gains for
+  Session-based Recommendations.* CIKM 2018 (arXiv:1706.03847): BPR-max,
+  TOP1-max, additional shared negatives, constrained embeddings.
+* B. Hidasi, Á. T. Czapp. *The Effect of Third Party Implementations on
+  Reproducibility.* RecSys 2023 (why the details below matter).
+
+Reference code read: ``hidasib/GRU4Rec`` (Theano original),
+``hidasib/GRU4Rec_PyTorch_Official`` and ``hidasib/GRU4Rec_Tensorflow_Official``.
+
+Model (per step, session-parallel; ``x`` input item, ``Y = [targets; samples]``)::
+
+    e   = dropout_embed(W_y[x])                  # constrained_embedding (tied); or E[x]; or one-hot
+    h_l = ChoGRU_l(h_{l-1}, state_l);  h_l = dropout_hidden(h_l);  state_l <- h_l
+    r   = h_L W_y[Y]^T + b_y[Y]                  # [B, B + n_sample]
+    loss = sum_valid_rows loss(r) / batch_size   # XE(+logQ) | BPR-max(ELU) | TOP1-max
+
+Training (``train_mode='session_parallel'``): :mod:`tfpps.data.session_parallel`
+builds the official session-parallel schedule; the hidden state of every layer
+lives in a non-trainable ``[B, H]`` variable, zeroed where a slot starts a new
+session, never back-propagated across steps (the official ``H.detach_()``).
+The extra negatives are one shared set per step drawn ``∝ support^sample_alpha``
+(:class:`tfpps.layers.samplers.PopularitySampler`). Training pairs with
+``tfpps.training.adagrad_momentum.AdagradM`` (the official optimiser); the
+embedding-like tables (``W_y``, ``b_y``, ``E`` or the one-hot input weights)
+are read with ``tf.gather`` so their gradients are ``IndexedSlices`` and
+only touched rows are updated.
+
+Evaluation (:meth:`GRU4Rec.score_items`): the GRU runs from a zero state over
+each history (state reset per test session, as the official evaluation), and
+all items are scored with ``h W_y^T + b_y``.
+
+Departures from the official code:
+
+1. **Fixed batch with masks instead of shrinking.** When sessions run out the
+   official iterator drops slots (``H = H[valid_mask]``), which changes the
+   batch shape (a retrace per shape in the TF port). Here every step has ``B``
+   slots; finished slots are marked invalid: their rows give no loss and their
+   target columns are not used as negatives, which gives the same loss and
+   gradients (up to float summation order). The tail of an epoch costs ``B``
+   slots per step instead of fewer.
+2. **Sampling in-graph per step** from a stateless RNG keyed by
+   ``(train.seed, step)`` instead of a pre-drawn 10^7-id sample store. Same
+   distribution, different random stream; reproducible and resumable. Items
+   with zero training support, PAD and OOV are never drawn (the official item
+   map only contains training items).
+3. **Vocabulary rows.** Tables have ``num_items`` rows including PAD (0) and
+   OOV (1), so init scales use ``num_items`` (2 more than the official item
+   count). ``score_items`` gives PAD and OOV a score of ``-1e9``.
+4. **Initialisation** uses seeded TF initialisers with the official
+   distributions (per-gate Glorot-uniform ``sqrt(6/(fan_in + H))``, biases 0,
+   ``W_y ~ U(±sqrt(6/(num_items + H)))``), not the numpy ``seed(42)``
+   "compatibility mode" stream. For layers after the first, fan-in is the
+   previous layer's size (the TF port's compatibility mode uses the input
+   size for every layer, which only works when they are equal).
+5. **Duplicate sparse gradients are summed** before the Adagrad/momentum row
+   update (PyTorch port's ``grad.coalesce()``). The TF port's "correct" path
+   accumulates ``sum g_k^2`` and adds the velocity once per occurrence.
+6. **Dropout** is stateless (keyed by seed and step) with the official
+   placement: ``dropout_p_embed`` on the input embedding and
+   ``dropout_p_hidden`` on every layer's output, which is also the carried
+   state. In one-hot input mode (``embedding=0``, unconstrained) the first
+   layer's output gets ``dropout_p_embed``, as in the PyTorch/TF ports (the
+   Theano original used ``dropout_p_hidden`` there).
+7. **Session order**: first-event timestamp, ties kept in record order
+   (stable sort; the official ``np.argsort`` is not stable).
+8. **Cross-entropy numerics**: computed through ``tfrs.tasks.Retrieval``
+   (log-softmax) without the official ``log(p + 1e-24)`` floor, which only
+   differs once ``p < 1e-24``.
+9. **Options**: ``top1-max`` and ``final_act`` come from the Theano original
+   (the PyTorch/TF ports only have cross-entropy and BPR-max with ELU);
+   ``logq`` is only allowed with cross-entropy (as the PyTorch/TF ports use
+   it; the Theano original applied it to any loss).
+10. ``train_mode='prefix'`` is not official: it trains RecBole/Tan-style on every
+    prefix -> next item with a full softmax (mean over the batch), to compare
+    under RecBole's protocol. Its GRU, embeddings and dropout are the same.
+11. Keras reports the plain mean of per-step losses; the official log weights
+    each step by its number of valid slots.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+import tfpps  # noqa: F401
+import tensorflow as tf
+
+from tfpps.config import ConfigError, choice, non_negative, probability
+from tfpps.data import session_parallel
+from tfpps.data.pipeline import prefix_examples
+from tfpps.data.schema import FIRST_ID
+from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
+from tfpps.layers.samplers import PopularitySampler
+from tfpps.models.base import DatasetInfo, SequentialModel
+from tfpps.registry import register
+from tfpps.tasks import losses
+
+MASKED_SCORE = -1e9  # score of PAD/OOV in score_items
+
+
+@dataclasses.dataclass
+class GRU4RecConfig:
+    """GRU4Rec hyperparameters, named as in the official code (defaults: official TF/PyTorch constructor)."""
+
+    layers: list[int] = dataclasses.field(default_factory=lambda: [100])  # GRU units per layer
+    loss: str = "cross-entropy"  # cross-entropy | bpr-max | top1-max
+    final_act: str = "elu"  # bpr-max/top1-max only: elu (elu_param; 0 = linear) | linear | tanh
+    elu_param: float = 0.5
+    n_sample: int = 2048  # extra negatives shared by the mini-batch
+    sample_alpha: float = 0.5  # negatives drawn ∝ support ** sample_alpha
+    logq: float = 0.0  # logQ correction strength (cross-entropy only)
+    bpreg: float = 1.0  # BPR-max score regularisation
+    embedding: int = 0  # separate input embedding size; 0 = none (tied if constrained, else one-hot)
+    constrained_embedding: bool = True  # input embedding = output weights W_y
+    dropout_p_embed: float = 0.0
+    dropout_p_hidden: float = 0.0
+    train_mode: str = "session_parallel"  # session_parallel (official) | prefix (RecBole-style)
+
+    LOSSES = ("cross-entropy", "bpr-max", "top1-max")
+    FINAL_ACTS = ("elu", "linear", "tanh")
+    TRAIN_MODES = ("session_parallel", "prefix")
+
+    def validate(self) -> None:
+        if not self.layers or any(isinstance(x, bool) or not isinstance(x, int) or x <= 0 for x in self.layers):
+            raise ConfigError(f"model_params.layers={self.layers!r}: expected a non-empty list of positive integers")
+        choice(self, "loss", self.LOSSES)
+        choice(self, "final_act", self.FINAL_ACTS)
+        choice(self, "train_mode", self.TRAIN_MODES)
+        non_negative(self, "elu_param", "n_sample", "sample_alpha", "logq", "bpreg", "embedding")
+        probability(self, "dropout_p_embed", "dropout_p_hidden")
+        if self.logq > 0 and self.loss != "cross-entropy":
+            raise ConfigError(f"model_params.logq={self.logq!r}: the logQ correction is only used with loss=cross-entropy")
+        if self.constrained_embedding and self.embedding > 0:
+            raise ConfigError(
+                f"model_params.embedding={self.embedding!r}: has no effect with constrained_embedding=true "
+                "(the input embedding is W_y); set embedding: 0 or constrained_embedding: false"
+            )
+
+
+def _train_section(run: Any) -> Any:
+    return getattr(run, "train", run)
+
+
+def _seed_of(run: Any) -> int:
+    return int(getattr(_train_section(run), "seed", 0) or 0)
+
+
+@register("gru4rec", GRU4RecConfig)
+class GRU4Rec(SequentialModel):
+    """GRU4Rec (Hidasi et al. 2016/2018): session-parallel GRU with sampled ranking losses."""
+
+    def __init__(self, params: GRU4RecConfig, info: DatasetInfo, run: Any, **kwargs):
+        super().__init__(params, info, run, **kwargs)
+        params.validate()
+        p = params
+        self.batch_size = int(_train_section(run).batch_size)
+        self.seed = _seed_of(run)
+        n = int(info.num_items)
+        self.num_items = n
+        sizes = [int(x) for x in p.layers]
+        seed = self.seed
+
+        self.Wy = self.add_weight("Wy", [n, sizes[-1]], initializer=GateStackedUniform(1, seed))
+        self.By = self.add_weight("By", [n], initializer="zeros")
+        self.one_hot_input = not p.constrained_embedding and p.embedding == 0
+        if p.constrained_embedding:
+            in_dim = sizes[-1]
+        elif p.embedding > 0:
+            self.E = self.add_weight("E", [n, p.embedding], initializer=GateStackedUniform(1, seed + 1))
+            in_dim = p.embedding
+        else:
+            in_dim = n
+        self.cells = []
+        for i, units in enumerate(sizes):
+            sparse = n if (i == 0 and self.one_hot_input) else None
+            cell = ChoGRUCell(units, sparse_input_dim=sparse, seed=seed + 10 * (i + 1), name=f"gru_{i}")
+            with tf.name_scope(cell.name):
+                cell.build(tf.TensorShape([None, in_dim if i == 0 else sizes[i - 1]]))
+            self.cells.append(cell)
+        self.states = [
+            self.add_weight(f"state_{i}", [self.batch_size, units], initializer="zeros", trainable=False)
+            for i, units in enumerate(sizes)
+        ]
+        self.step_counter = self.add_weight("sample_step", [], dtype=tf.int64, initializer="zeros", trainable=False)
+
+        counts = np.asarray(info.item_counts, dtype=np.float64)
+        self._log_support = tf.constant(np.log(np.maximum(counts, 1.0)), tf.float32)
+        self.sampler = (
+            PopularitySampler(counts, p.sample_alpha, p.n_sample, seed=seed) if p.n_sample > 0 else None
+        )
+        self.xe_task = losses.SampledSoftmaxRetrieval()
+        col_mask = np.ones(n, bool)
+        col_mask[:FIRST_ID] = False
+        self._score_mask = tf.constant(col_mask)  # PAD and OOV are never recommended
+        self._not_pad = tf.constant(np.arange(n) != 0)  # prefix training: OOV stays a class, PAD does not
+
+    # ------------------------------------------------------------------ data
+    @classmethod
+    def make_train_dataset(cls, params: GRU4RecConfig, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:
+        train = _train_section(run)
+        if params.train_mode == "prefix":
+            data_cfg = getattr(run, "data", None)
+            max_len = int(getattr(data_cfg, "max_len", 50))
+            buffer = int(getattr(data_cfg, "shuffle_buffer", 100_000))
+            try:
+                records = data.records("train", shuffle=True, seed=epoch_seed)
+            except TypeError:
+                records = data.records("train")
+            examples = prefix_examples(records, max_len)
+            if buffer > 0:
+                examples = examples.shuffle(buffer, seed=epoch_seed)
+            return examples.batch(int(train.batch_size)).prefetch(tf.data.AUTOTUNE)
+        ds, _ = session_parallel.session_parallel_dataset(data, int(train.batch_size), int(params.n_sample))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    # ------------------------------------------------------------------ pieces
+    def _dropout(self, x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:
+        if rate <= 0:
+            return x
+        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
+
+    def _seeds(self, step: tf.Tensor, n: int) -> tf.Tensor:
+        base = tf.stack([tf.constant(self.seed + 1_000_003, tf.int64), tf.cast(step, tf.int64)])
+        return tf.random.experimental.stateless_split(base, num=n)
+
+    def _input_embedding(self, ids: tf.Tensor) -> tf.Tensor:
+        if self.params.constrained_embedding:
+            return tf.gather(self.Wy, ids)
+        if self.params.embedding > 0:
+            return tf.gather(self.E, ids)
+        return ids  # one-hot mode: the first cell gathers its own input weights
+
+    def reset_states(self) -> None:
+        for s in self.states:
+            s.assign(tf.zeros_like(s))
+
+    # ------------------------------------------------------------------ training
+    def compute_loss(self, features, training: bool = False) -> tf.Tensor:
+        if self.params.train_mode == "prefix":
+            return self._prefix_loss(features, training)
+        return self._session_parallel_loss(features, training)
+
+    def _session_parallel_loss(self, f, training: bool) -> tf.Tensor:
+        p = self.params
+        b = self.batch_size
+        x = tf.cast(f["input_items"], tf.int64)
+        y = tf.cast(f["target_items"], tf.int64)
+        reset = tf.cast(f["reset"], tf.bool)[:, None]
+        valid = tf.cast(f["valid"], tf.bool)
+        if training:
+            step = self.step_counter.assign_add(1) - 1
+        else:
+            step = tf.identity(self.step_counter)
+
+        cols = y
+        neg = None
+        if self.sampler is not None:
+            neg = self.sampler(step)
+            cols = tf.concat([y, neg.ids], axis=0)
+        if p.constrained_embedding:  # one gather for inputs and outputs: one IndexedSlices for W_y
+            rows = tf.gather(self.Wy, tf.concat([x, cols], axis=0))
+            emb, out_w = rows[:b], rows[b:]
+        else:
+            out_w = tf.gather(self.Wy, cols)
+            emb = self._input_embedding(x)
+        out_b = tf.gather(self.By, cols)
+
+        seeds = self._seeds(step, len(self.cells) + 1) if training else None
+        h = emb
+        if training and not self.one_hot_input:
+            h = self._dropout(h, p.dropout_p_embed, seeds[0])
+        for i, cell in enumerate(self.cells):
+            prev = tf.where(reset, tf.zeros_like(self.states[i]), self.states[i])
+            h = cell(h, prev)
+            if training:
+                rate = p.dropout_p_embed if (i == 0 and self.one_hot_input) else p.dropout_p_hidden
+                h = self._dropout(h, rate, seeds[i + 1])
+            self.states[i].assign(h)
+
+        n_extra = 0 if neg is None else p.n_sample
+        col_mask = tf.concat([valid, tf.ones([n_extra], tf.bool)], axis=0)
+        if p.loss == "cross-entropy":
+            log_q = None
+            if p.logq > 0:
+                log_q = tf.gather(self._log_support, y)
+                if neg is not None:
+                    log_q = tf.concat([log_q, neg.log_weight], axis=0)
+            return self.xe_task(
+                h, out_w, out_b, row_mask=valid, col_mask=col_mask, log_q=log_q, logq=p.logq, batch_size=b
+            )
+        scores = tf.matmul(h, out_w, transpose_b=True) + out_b[None, :]
+        scores = losses.final_activation(scores, p.final_act, p.elu_param)
+        if p.loss == "bpr-max":
+            return losses.bpr_max(scores, p.bpreg, row_mask=valid, col_mask=col_mask, batch_size=b)
+        return losses.top1_max(scores, row_mask=valid, col_mask=col_mask, batch_size=b)
+
+    # ------------------------------------------------------------------ sequences (prefix training, evaluation)
+    def encode(self, item_ids: tf.Tensor, length: tf.Tensor, training: bool = False, step=None) -> tf.Tensor:
+        """Last hidden state ``[B, H]`` of the GRU run from zero over left-aligned, 0-padded ``item_ids``."""
+        p = self.params
+        ids = tf.cast(item_ids, tf.int64)
+        max_len = tf.shape(ids)[1]
+        mask = tf.sequence_mask(tf.cast(length, tf.int32), max_len)
+        h = self._input_embedding(ids)
+        seeds = self._seeds(step, len(self.cells) + 1) if training else None
+        if training and not self.one_hot_input:
+            h = self._dropout(h, p.dropout_p_embed, seeds[0])
+        last = None
+        for i, cell in enumerate(self.cells):
+            drop_mask = None
+            rate = p.dropout_p_embed if (i == 0 and self.one_hot_input) else p.dropout_p_hidden
+            if training and rate > 0:
+                ones = tf.ones(tf.stack([tf.shape(ids)[0], max_len, cell.units]))
+                drop_mask = self._dropout(ones, rate, seeds[i + 1])
+            h, last = cell.run_sequence(h, mask=mask, output_dropout_mask=drop_mask)
+        return last
+
+    def _all_scores(self, h: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(h, self.Wy, transpose_b=True) + self.By[None, :]
+
+    def _prefix_loss(self, f, training: bool) -> tf.Tensor:
+        step = self.step_counter.assign_add(1) - 1 if training else tf.identity(self.step_counter)
+        h = self.encode(f["item_ids"], f["length"], training=training, step=step)
+        logits = self._all_scores(h)
+        logits = tf.where(self._not_pad[None, :], logits, losses.NEG_INF)
+        target = tf.cast(f["target_item"], tf.int64)
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits))
+
+    def score_items(self, features) -> tf.Tensor:
+        h = self.encode(features["item_ids"], features["length"], training=False)
+        scores = self._all_scores(h)
+        return tf.where(self._score_mask[None, :], scores, tf.constant(MASKED_SCORE, scores.dtype))
+
+    def call(self, features, training=False):
+        return self.score_items(features)
