@@ -37,7 +37,7 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_jobs import cleaning, timelines
+from beam_jobs import cleaning, examples, timelines
 from beam_jobs.events import SourceError
 from beam_jobs.reading import DEAD, ReadEventsFn, check_files, expand_inputs
 from beam_jobs.sources import SOURCES, get_source
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="file or glob; several separated by commas")
     p.add_argument("--output", required=True, help="output dataset directory")
     p.add_argument("--metadata", default="", help="item metadata file(s) (titles, category paths)")
-    p.add_argument("--kind", default="sequential", choices=["sequential"], help="example kind to write")
+    p.add_argument("--kind", default="sequential", choices=["sequential", "basket", "search"], help="example kind to write")
     p.add_argument("--split", default="loo", choices=timelines.SPLIT_MODES, help="how to split train/valid/test")
     p.add_argument("--min_rating", type=float, default=None, help="drop events rated below this")
     p.add_argument("--event_types", default="", help="comma-separated event types to keep (default all)")
@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min_session_length", type=int, default=1, help="drop sessions shorter than this")
     p.add_argument("--test_days", type=float, default=1.0, help="--split=time: last N days are test")
     p.add_argument("--valid_days", type=float, default=0.0, help="--split=time: N days before test are valid")
+    p.add_argument("--basket_by", default="id", choices=examples.BASKET_BY, help="--kind=basket: group baskets by basket_id, timestamp or day")
+    p.add_argument("--queries_from", default="log", choices=["log", "categories"], help="--kind=search: queries from the log's query column or from item category paths (Ai et al.)")
+    p.add_argument("--test_fraction", type=float, default=0.3, help="--kind=search: last fraction of each user's purchases for test")
+    p.add_argument("--valid_fraction", type=float, default=0.1, help="--kind=search: fraction before the test part for validation")
+    p.add_argument("--max_history", type=int, default=100, help="--kind=search: most recent purchases kept as history")
     p.add_argument("--num_shards", type=int, default=4, help="TFRecord shards per split (0 = runner decides)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     return p
@@ -89,6 +94,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         raise JobError(f"--kcore_iterations={args.kcore_iterations}: must be >= 1")
     if args.session_gap_minutes <= 0:
         raise JobError(f"--session_gap_minutes={args.session_gap_minutes}: must be > 0")
+    try:
+        examples.ExampleOptions(basket_by=args.basket_by, test_fraction=args.test_fraction, valid_fraction=args.valid_fraction)
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
+    if args.kind != "sequential" and args.split != "loo":
+        raise JobError(f"--split={args.split} applies to --kind=sequential; {args.kind} examples have their own split (see --help)")
     if args.split == "time" and args.test_days <= 0:
         raise JobError(f"--test_days={args.test_days}: must be > 0 with --split=time")
     return args, beam_args
@@ -138,45 +149,72 @@ def vocab_lines(vocab: list[tuple[str, int]]):
 
 
 class EncodeFn(beam.DoFn):
-    """(split, record with string tokens) -> serialized tf.train.Example; drops unusable eval records."""
+    """(split, record with string tokens) -> (split, serialized tf.train.Example); drops unusable records."""
 
-    def __init__(self, kind: str, session_split: bool):
-        self.kind, self.session_split = kind, session_split
+    def __init__(self, kind: str, drop_unseen_eval_items: bool):
+        self.kind, self.drop_unseen = kind, drop_unseen_eval_items
 
-    def process(self, element, item_vocab, user_vocab):
+    def process(self, element, item_vocab, user_vocab, word_vocab, query_vocab):
         from tfpps.data import schema
 
         split, rec = element
+        user = user_vocab.get(rec["user_id"], schema.OOV_ID)
+        if self.kind == "sequential":
+            example = yield from self._sequential(split, rec, item_vocab)
+            if example is None:
+                return
+            example["user_id"] = user
+            n = len(example["item_ids"]) + (1 if example["target_item"] else 0)
+        elif self.kind == "basket":
+            baskets = [[item_vocab.get(t, schema.OOV_ID) for t in b] for b in rec["baskets"]]
+            example = {
+                "user_id": user,
+                "baskets": baskets,
+                "basket_timestamps": rec["basket_timestamps"],
+                "target_items": [item_vocab.get(t, schema.OOV_ID) for t in rec["target_items"]],
+            }
+            n = sum(map(len, baskets)) + len(example["target_items"])
+        else:
+            example = {
+                "user_id": user,
+                "query_id": query_vocab.get(rec["query"], schema.OOV_ID),
+                "query_word_ids": [word_vocab.get(w, schema.OOV_ID) for w in rec["query_words"]],
+                "item_id": item_vocab.get(rec["item_id"], schema.OOV_ID),
+                "history_item_ids": [item_vocab.get(t, schema.OOV_ID) for t in rec["history_item_ids"]],
+                "timestamp": rec["timestamp"],
+            }
+            n = 1
+        yield beam.pvalue.TaggedOutput("counts", (f"{split}_records", 1))
+        yield beam.pvalue.TaggedOutput("counts", (f"{split}_interactions", n))
+        yield split, schema.encode_example(self.kind, example)
+
+    def _sequential(self, split, rec, item_vocab):
+        from tfpps.data import schema
+
         items = [item_vocab.get(t, schema.OOV_ID) for t in rec["item_ids"]]
         times, starts = rec["timestamps"], rec["session_starts"]
-        if self.session_split and split != "train":
+        if self.drop_unseen and split != "train":
             keep = [i for i, it in enumerate(items) if it != schema.OOV_ID]
             dropped = len(items) - len(keep)
             if dropped:
                 yield beam.pvalue.TaggedOutput("counts", (f"{split}_unseen_items_removed", dropped))
-            items = [items[i] for i in keep]
-            times = [times[i] for i in keep]
-            starts = [starts[i] for i in keep]
+            items, times, starts = [items[i] for i in keep], [times[i] for i in keep], [starts[i] for i in keep]
             if starts:
                 starts[0] = 1
             if len(items) < 2:
                 yield beam.pvalue.TaggedOutput("counts", (f"{split}_records_too_short", 1))
-                return
-        target = item_vocab.get(rec["target_item"], schema.OOV_ID) if rec["target_item"] is not None else schema.PAD_ID
+                return None
         if split == "train" and len(items) < 2:
             yield beam.pvalue.TaggedOutput("counts", ("train_records_too_short", 1))
-            return
-        example = {
-            "user_id": user_vocab.get(rec["user_id"], schema.OOV_ID),
+            return None
+        target = item_vocab.get(rec["target_item"], schema.OOV_ID) if rec["target_item"] is not None else schema.PAD_ID
+        return {
             "session_id": session_hash(rec["session_key"]),
             "item_ids": items,
             "timestamps": times,
             "session_starts": starts,
             "target_item": target,
         }
-        yield beam.pvalue.TaggedOutput("counts", (f"{split}_records", 1))
-        yield beam.pvalue.TaggedOutput("counts", (f"{split}_interactions", len(items) + (1 if target else 0)))
-        yield split, schema.encode_example(self.kind, example)
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -191,6 +229,12 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         dedup_consecutive=args.dedup_consecutive,
         test_days=args.test_days,
         valid_days=args.valid_days,
+    )
+    ex_opts = examples.ExampleOptions(
+        basket_by=args.basket_by,
+        test_fraction=args.test_fraction,
+        valid_fraction=args.valid_fraction,
+        max_history=args.max_history,
     )
     stats = []
 
@@ -243,40 +287,44 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         for i, r in enumerate(rounds):
             stats.append(counted(r, f"after_kcore_round_{i + 1}"))
 
+    if args.kind == "search" and args.queries_from == "categories":
+        if not meta_files:
+            raise JobError("--queries_from=categories needs --metadata (the item category paths)")
+        events = attach_category_queries(events, meta.meta)
+
     max_ts = None
     if args.split == "time":
         max_ts = beam.pvalue.AsSingleton(
             events | "Times" >> beam.Map(lambda e: e["timestamp"]) | "MaxTime" >> beam.CombineGlobally(max)
         )
-
     grouped = events | "KeyByUser" >> beam.Map(lambda e: (e["user_id"], e)) | "GroupByUser" >> beam.GroupByKey()
-    timeline = (
-        grouped
-        | "TimelinesTagged"
-        >> beam.ParDo(_PerUserFn(opts), max_timestamp=max_ts if max_ts is not None else 0).with_outputs("counts", main="records")
-    )
+    timeline = grouped | "PerUser" >> beam.ParDo(
+        _PerUserFn(args.kind, opts, ex_opts), max_timestamp=max_ts if max_ts is not None else 0
+    ).with_outputs("counts", main="records")
     records = timeline.records
     stats.append(timeline.counts | "TimelineCounts" >> beam.CombinePerKey(sum))
 
-    # vocabularies: items counted on training records (support for popularity sampling)
-    session_split = args.split in timelines.SESSION_SPLITS
-    item_counts = (
-        records
-        | "ItemOccurrences"
-        >> beam.FlatMap(
-            lambda sr: [(t, 1 if sr[0] == "train" else 0) for t in sr[1]["item_ids"]]
-            + ([(sr[1]["target_item"], 0)] if sr[1]["target_item"] is not None else [])
+    # vocabularies, counted on training records (the support used for popularity sampling)
+    keep_zero = not (args.kind == "sequential" and args.split in timelines.SESSION_SPLITS)
+    vocabs = {
+        "items": records | "ItemOccurrences" >> beam.FlatMap(lambda sr, k=args.kind: item_occurrences(k, *sr)),
+        "users": records
+        | "UserOccurrences" >> beam.Map(lambda sr, k=args.kind: (sr[1]["user_id"], user_weight(k, *sr))),
+    }
+    if args.kind == "search":
+        word_sources = [records | "WordOccurrences" >> beam.FlatMap(lambda sr: [(w, int(sr[0] == "train")) for w in sr[1]["query_words"]])]
+        if meta_files:
+            word_sources.append(meta.meta | "ItemTextWords" >> beam.FlatMap(lambda m: [(w, 1) for w in examples.item_text_words(m)]))
+        vocabs["words"] = word_sources | "AllWords" >> beam.Flatten()
+        vocabs["queries"] = records | "QueryOccurrences" >> beam.Map(lambda sr: (sr[1]["query"], int(sr[0] == "train")))
+    index = {}
+    for name, occurrences in vocabs.items():
+        vocab = (
+            occurrences
+            | f"{name}Counts" >> beam.CombinePerKey(sum)
+            | f"{name}List" >> beam.combiners.ToList()
+            | f"{name}Vocab" >> beam.Map(make_vocab, keep_zero=keep_zero or name != "items")
         )
-        | "ItemCounts" >> beam.CombinePerKey(sum)
-    )
-    user_counts = (
-        records
-        | "UserOccurrences" >> beam.Map(lambda sr: (sr[1]["user_id"], len(sr[1]["item_ids"]) if sr[0] == "train" else 0))
-        | "UserCounts" >> beam.CombinePerKey(sum)
-    )
-    item_vocab = item_counts | "ItemList" >> beam.combiners.ToList() | "ItemVocab" >> beam.Map(make_vocab, keep_zero=not session_split)
-    user_vocab = user_counts | "UserList" >> beam.combiners.ToList() | "UserVocab" >> beam.Map(make_vocab, keep_zero=True)
-    for name, vocab in (("items", item_vocab), ("users", user_vocab)):
         (
             vocab
             | f"{name}Lines" >> beam.FlatMap(vocab_lines)
@@ -285,12 +333,14 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
             )
         )
         stats.append(vocab | f"{name}Size" >> beam.Map(lambda v, n=name: (f"vocab_{n}", len(v))))
-
-    to_index = lambda v: {t: i for i, (t, _) in enumerate(v)}  # noqa: E731
+        index[name] = beam.pvalue.AsSingleton(vocab | f"{name}Index" >> beam.Map(lambda v: {t: i for i, (t, _) in enumerate(v)}))
+    empty = beam.pvalue.AsSingleton(p | "NoVocab" >> beam.Create([{}]))
     encoded = records | "Encode" >> beam.ParDo(
-        EncodeFn(args.kind, session_split),
-        item_vocab=beam.pvalue.AsSingleton(item_vocab | "ItemIndex" >> beam.Map(to_index)),
-        user_vocab=beam.pvalue.AsSingleton(user_vocab | "UserIndex" >> beam.Map(to_index)),
+        EncodeFn(args.kind, not keep_zero),
+        item_vocab=index["items"],
+        user_vocab=index["users"],
+        word_vocab=index.get("words", empty),
+        query_vocab=index.get("queries", empty),
     ).with_outputs("counts", main="examples")
     stats.append(encoded.counts | "EncodeCounts" >> beam.CombinePerKey(sum))
 
@@ -306,6 +356,14 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
                 num_shards=args.num_shards,
             )
         )
+    if args.kind == "search" and meta_files:
+        item_text = meta.meta | "EncodeItemText" >> beam.FlatMap(
+            encode_item_text, item_vocab=index["items"], word_vocab=index["words"]
+        )
+        stats.append(counted(item_text, "item_text_records"))
+        item_text | "WriteItemText" >> beam.io.WriteToTFRecord(
+            f"{tmp_out}/{schema.ITEM_TEXT_DIR}/part", file_name_suffix=schema.TFRECORD_SUFFIX, num_shards=1
+        )
 
     (
         stats
@@ -316,17 +374,72 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
     )
 
 
+def item_occurrences(kind: str, split: str, rec: dict) -> list[tuple[str, int]]:
+    """(item token, training count increment) for every item a record mentions."""
+    train = int(split == "train")
+    if kind == "sequential":
+        out = [(t, train) for t in rec["item_ids"]]
+        return out + ([(rec["target_item"], 0)] if rec["target_item"] is not None else [])
+    if kind == "basket":
+        return [(t, train) for b in rec["baskets"] for t in b] + [(t, 0) for t in rec["target_items"]]
+    return [(rec["item_id"], train)] + [(t, 0) for t in rec["history_item_ids"]]
+
+
+def user_weight(kind: str, split: str, rec: dict) -> int:
+    if split != "train":
+        return 0
+    if kind == "sequential":
+        return len(rec["item_ids"])
+    if kind == "basket":
+        return sum(len(b) for b in rec["baskets"])
+    return 1
+
+
+def attach_category_queries(events, metas):
+    """Give every event without a query the queries of its item's category paths (Ai et al.)."""
+    queries = metas | "CategoryQueries" >> beam.Map(lambda m: (m["item_id"], examples.category_queries(m)))
+    keyed = events | "KeyByItemForQueries" >> beam.Map(lambda e: (e["item_id"], e))
+
+    def attach(kv):
+        _, grouped = kv
+        qs = next(iter(grouped["queries"]), [])
+        for e in grouped["events"]:
+            if not (e.get("query") or "").strip():
+                e = {**e, "queries": qs}
+            yield e
+
+    return {"events": keyed, "queries": queries} | "JoinQueries" >> beam.CoGroupByKey() | "Attach" >> beam.FlatMap(attach)
+
+
+def encode_item_text(meta: dict, item_vocab: dict, word_vocab: dict):
+    from tfpps.data import schema
+
+    item = item_vocab.get(meta["item_id"])
+    if item is None:
+        return
+    words = [word_vocab.get(w, schema.OOV_ID) for w in examples.item_text_words(meta)]
+    yield schema.encode_example(schema.ITEM_TEXT, {"item_id": item, "word_ids": words})
+
+
 class _PerUserFn(beam.DoFn):
-    def __init__(self, opts: timelines.TimelineOptions):
-        self.opts = opts
+    """One user's events -> (split, record) pairs of the job's example kind, plus counters."""
+
+    def __init__(self, kind: str, opts: timelines.TimelineOptions, ex_opts: examples.ExampleOptions):
+        self.kind, self.opts, self.ex_opts = kind, opts, ex_opts
 
     def process(self, kv, max_timestamp=0):
         user, evs = kv
-        out = timelines.build_user_records(user, evs, self.opts, max_timestamp or 0)
-        for split, recs in out.by_split().items():
+        if self.kind == "sequential":
+            out = timelines.build_user_records(user, evs, self.opts, max_timestamp or 0)
+            by_split, counters = out.by_split(), out.counters
+        elif self.kind == "basket":
+            by_split, counters = examples.build_basket_records(user, evs, self.ex_opts)
+        else:
+            by_split, counters = examples.build_search_records(user, evs, self.ex_opts)
+        for split, recs in by_split.items():
             for rec in recs:
                 yield split, rec
-        for name, value in out.counters.items():
+        for name, value in counters.items():
             if value:
                 yield beam.pvalue.TaggedOutput("counts", (name, value))
 
@@ -377,7 +490,8 @@ def finalize(tmp_out: Path, args: argparse.Namespace, stats: dict, elapsed: floa
         "source": args.source,
         "num_items": len(items),
         "num_users": len(users),
-        "num_words": 0,
+        "num_words": _vocab_size(vocab_dir, "words"),
+        "num_queries": _vocab_size(vocab_dir, "queries"),
         "counts": {s: per_split[s]["records"] for s in schema.SPLITS},
         "has_item_meta": (vocab_dir / "item_meta.jsonl").exists(),
         "flags": {k: v for k, v in vars(args).items() if k not in ("input", "output")},
@@ -385,6 +499,13 @@ def finalize(tmp_out: Path, args: argparse.Namespace, stats: dict, elapsed: floa
     }
     (tmp_out / schema.DATASET_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return full
+
+
+def _vocab_size(vocab_dir: Path, name: str) -> int:
+    from tfpps.data import schema
+
+    path = vocab_dir / schema.VOCAB_FILES[name]
+    return len(path.read_text().splitlines()) if path.exists() else 0
 
 
 def summary_table(stats: dict) -> str:
@@ -397,7 +518,7 @@ def summary_table(stats: dict) -> str:
     rows += [(k.replace("_", " "), v) for k, v in st.items() if k.startswith("after_kcore_round")]
     rows += [
         ("users kept", st.get("users", 0)),
-        ("sessions kept", st.get("sessions", 0)),
+        ("sessions kept" if "baskets" not in st else "baskets kept", st.get("sessions", st.get("baskets", 0))),
         ("interactions kept", st.get("interactions", 0)),
         ("item vocabulary (incl. PAD/OOV)", stats["num_items"]),
         ("user vocabulary (incl. PAD/OOV)", stats["num_users"]),

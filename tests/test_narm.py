@@ -279,9 +279,9 @@ def test_learns_a_markov_chain_better_than_popularity():
     run = RunConfig(model="narm", model_params=NARMConfig())
     run.data.max_len, run.train.batch_size, run.data.shuffle_buffer = max_len, 64, 10_000
     model = NARM(run.model_params, train.info(), run)
-    model.compile(optimizer=tf.keras.optimizers.Adam(0.005), steps_per_execution=8)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.001), steps_per_execution=8)  # official lr
     steps = -(-sum(len(s) - 1 for s in train.sequences) // run.train.batch_size)  # flat_map: unknown cardinality
-    for epoch in range(6):
+    for epoch in range(4):
         ds = NARM.make_train_dataset(run.model_params, train, run, epoch_seed=epoch)
         model.fit(ds.apply(tf.data.experimental.assert_cardinality(steps)), epochs=1, verbose=0)
 

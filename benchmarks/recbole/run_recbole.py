@@ -74,6 +74,7 @@ def protocol_config(args):
         "valid_metric": "NDCG@10",
         "valid_metric_bigger": True,
         "eval_batch_size": 4096,
+        "metric_decimal_place": 6,  # RecBole rounds reported metrics (default 4 places)
         # training
         "train_neg_sample_args": None,  # CE loss over all items
         "loss_type": "CE",
@@ -151,6 +152,14 @@ def metrics_dict(result):
     return {str(k).lower(): float(v) for k, v in (result or {}).items()}
 
 
+def write_json(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
 def peak_rss_mb():
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return kb / 1024.0
@@ -194,6 +203,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     ds = create_dataset(config)
     logger.info(ds)
+    # What RecBole reports after filtering (before sequential augmentation, which
+    # happens in data_preparation -> dataset.build()). user/item counts include [PAD].
+    reported = {"users": ds.user_num, "items": ds.item_num, "inters": ds.inter_num,
+                "sparsity": float(ds.sparsity)}
     train_data, valid_data, test_data = data_preparation(config, ds)
     data_seconds = time.perf_counter() - t0
 
@@ -220,6 +233,13 @@ def main(argv=None):
         score, result = orig_valid_epoch(valid_data_, *a, **kw)
         valid_times.append(time.perf_counter() - s)
         valid_history.append({"epoch": len(epoch_times) - 1, "score": float(score), **metrics_dict(result)})
+        write_json(out_path, {
+            "status": "running", "model": args.model, "command": [sys.executable] + sys.argv,
+            "torch_num_threads": torch.get_num_threads(), "epochs_run": len(epoch_times),
+            "train_seconds_per_epoch": epoch_times, "train_examples_per_epoch": len(train_data._dataset),
+            "train_loss_per_epoch": epoch_losses, "valid_history": valid_history,
+            "peak_rss_mb": peak_rss_mb(), "dataset_stats_recbole_reported": reported,
+        })
         return score, result
 
     trainer._train_epoch = timed_train_epoch
@@ -241,18 +261,15 @@ def main(argv=None):
     eval_seconds = time.perf_counter() - t0
     logger.info(f"test result: {test_result}")
 
-    # ---- stats
-    n_users_tok, n_items_tok = ds.user_num, ds.item_num  # include RecBole's [PAD] token (id 0)
-    augmented = config["benchmark_filename"] is None
-    # SequentialDataset augments the *whole* filtered log before splitting:
-    # every user with n interactions yields n-1 (prefix -> next item) examples.
-    users_real = n_users_tok - 1
-    filtered_inters = ds.inter_num + users_real if augmented else ds.inter_num
+    # ---- stats. SequentialDataset.build() augments the *whole* filtered log before
+    # the leave-one-out split: a user with n interactions yields n-1 (prefix -> next)
+    # examples; the last goes to test, the one before to valid, the rest to train.
     n_train = len(train_data._dataset)
     mean_epoch = float(np.mean(epoch_times)) if epoch_times else float("nan")
     test = metrics_dict(test_result)
 
     results = {
+        "status": "done",
         "framework": "recbole",
         "model": args.model,
         "dataset": dataset,
@@ -278,16 +295,13 @@ def main(argv=None):
         "early_stopped": len(epoch_times) < args.epochs,
         "dataset_stats": {
             "recbole_reported": {
-                "users": n_users_tok,
-                "items": n_items_tok,
-                "inters": ds.inter_num,
-                "sparsity": float(ds.sparsity),
-                "note": "RecBole counts include the [PAD] token (id 0) in users/items; for sequential "
-                        "datasets 'inters' is counted after data augmentation (one row per prefix->next).",
+                **reported,
+                "note": "as RecBole logs them after filtering; users/items include the [PAD] "
+                        "token (id 0), so real counts are one less",
             },
-            "users": users_real,
-            "items": n_items_tok - 1,
-            "interactions": filtered_inters,
+            "users": reported["users"] - 1,
+            "items": reported["items"] - 1,
+            "interactions": reported["inters"],
             "augmented_examples": ds.inter_num,
             "train_examples": n_train,
             "valid_examples": len(valid_data._dataset),
@@ -319,9 +333,7 @@ def main(argv=None):
         "overrides": jsonable(overrides),
         "checkpoint": trainer.saved_model_file,
     }
-    os.makedirs(os.path.dirname(out_path), exist_ok=True)
-    with open(out_path, "w") as f:
-        json.dump(results, f, indent=2)
+    write_json(out_path, results)
     logger.info(f"wrote {out_path}")
     print(json.dumps({k: results[k] for k in ("model", "test_at_10", "epochs_run", "best_epoch")}, indent=1))
     return results

@@ -191,7 +191,7 @@ def prefix_examples(records: tf.data.Dataset, max_len: int, min_history: int = 1
     def expand(rec):
         items = rec["item_ids"]
         n = tf.shape(items, out_type=tf.int64)[0]
-        ends = tf.range(min_history, n, dtype=tf.int64)
+        ends = tf.range(min_history, tf.maximum(n, min_history), dtype=tf.int64)
         hist, lengths = _window(items, ends, max_len)
         return tf.data.Dataset.from_tensor_slices(
             {
@@ -219,7 +219,7 @@ def eval_examples(records: tf.data.Dataset, max_len: int, with_seen: bool = Fals
         has_target = target > 0
         full = tf.cond(has_target, lambda: tf.concat([items, [target]], 0), lambda: items)
         n = tf.shape(full, out_type=tf.int64)[0]
-        ends = tf.cond(has_target, lambda: tf.reshape(n - 1, [1]), lambda: tf.range(1, n, dtype=tf.int64))
+        ends = tf.cond(has_target, lambda: tf.reshape(n - 1, [1]), lambda: tf.range(1, tf.maximum(n, 1), dtype=tf.int64))
         hist, lengths = _window(full, ends, max_len)
         out = {
             "item_ids": hist,
@@ -256,4 +256,5 @@ def read_parquet_events(path: str, columns: list[str] | None = None) -> tf.data.
             f"tensorflow-io cannot read Parquet here ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
             f"it needs tensorflow==2.16.x with tensorflow-io==0.37.x"
         ) from None
-    return ds
+    # tfio names columns with bytes keys; give them the str names the rest of tfpps uses
+    return ds.map(lambda row: {(k.decode() if isinstance(k, bytes) else k): v for k, v in row.items()})

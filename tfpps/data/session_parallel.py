@@ -110,11 +110,16 @@ def sessions_from_records(records: tf.data.Dataset, read_batch: int = 4096) -> S
 
     ds = records.map(select, num_parallel_calls=tf.data.AUTOTUNE).ragged_batch(read_batch)
     items, lengths, firsts = [], [], []
-    for batch in ds.as_numpy_iterator():
+    for batch in ds:
         rt = batch["item_ids"]
-        items.append(rt.flat_values)
-        lengths.append(rt.row_lengths())
-        firsts.append(batch["first"])
+        if isinstance(rt, tf.RaggedTensor):
+            items.append(rt.flat_values.numpy())
+            lengths.append(rt.row_lengths().numpy())
+        else:  # records of a statically known, equal length come back dense
+            dense = rt.numpy()
+            items.append(dense.reshape(-1))
+            lengths.append(np.full(dense.shape[0], dense.shape[1], np.int64))
+        firsts.append(batch["first"].numpy())
     if not items:
         return Sessions(np.zeros(0, np.int32), np.zeros(1, np.int64), np.zeros(0, np.int64))
     lengths = np.concatenate(lengths).astype(np.int64)

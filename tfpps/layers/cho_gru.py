@@ -60,7 +60,9 @@ class GateStackedUniform(tf.keras.initializers.Initializer):
         dtype = dtype or tf.float32
         rows, cols = int(shape[0]), int(shape[1])
         limit = math.sqrt(6.0 / (rows + cols / self.n_gates))
-        return tf.keras.initializers.RandomUniform(-limit, limit, seed=self.seed)(shape, dtype=dtype)
+        if self.seed is None:
+            return tf.random.uniform(shape, -limit, limit, dtype=dtype)
+        return tf.random.stateless_uniform(shape, seed=[int(self.seed), 0], minval=-limit, maxval=limit, dtype=dtype)
 
     def get_config(self):
         return {"n_gates": self.n_gates, "seed": self.seed}

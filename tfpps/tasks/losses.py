@@ -179,6 +179,10 @@ class SampledSoftmaxRetrieval(tf.keras.layers.Layer):
         self.task = tfrs.tasks.Retrieval(
             loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM)
         )
+        # Retrieval.call relies on AutoGraph (``len(tf.shape(x))``). GRU4Rec's training step runs
+        # unconverted (converting Keras/TFRS internals costs 10-30 s of tracing), so only this one
+        # method is converted, non-recursively.
+        self._retrieval_call = tf.autograph.to_graph(type(self.task).call, recursive=False)
 
     def call(
         self,
@@ -201,8 +205,8 @@ class SampledSoftmaxRetrieval(tf.keras.layers.Layer):
         col_ok = tf.ones([n], tf.bool) if col_mask is None else tf.cast(col_mask, tf.bool)
         score_mask = tf.logical_or(col_ok[None, :], _diag(m, n))
         weight = tf.ones([m], query.dtype) if row_mask is None else tf.cast(row_mask, query.dtype)
-        loss = self.task(
-            q, c, sample_weight=weight, score_mask=score_mask, compute_metrics=False, compute_batch_metrics=False
+        loss = self._retrieval_call(
+            self.task, q, c, sample_weight=weight, score_mask=score_mask, compute_metrics=False, compute_batch_metrics=False
         )
         if batch_size is None:
             batch_size = m
