@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import posixpath
 import json
 import os
 import shutil
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_jobs import cleaning, examples, timelines
@@ -445,26 +446,44 @@ class _PerUserFn(beam.DoFn):
 
 
 # ----------------------------------------------------------------------------- driver
-def read_stats(tmp_out: Path) -> dict:
+def _read_text(path: str) -> str | None:
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as fh:
+        return fh.read().decode("utf-8")
+
+
+def _write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as fh:
+        fh.write(text.encode("utf-8"))
+
+
+def read_stats(tmp_out: str) -> dict:
     stats = {}
-    path = tmp_out / f"{STATS_TMP}.jsonl"
-    if path.exists():
-        for line in path.read_text().splitlines():
+    path = f"{tmp_out}/{STATS_TMP}.jsonl"
+    text = _read_text(path)
+    if text is not None:
+        for line in text.splitlines():
             row = json.loads(line)
             stats[row["key"]] = row["value"]
-        path.unlink()
+        FileSystems.delete([path])
     return stats
 
 
-def finalize(tmp_out: Path, args: argparse.Namespace, stats: dict, elapsed: float, files: list[str]) -> dict:
+def _vocab_rows(tmp_out: str, name: str) -> list[list[str]]:
+    from tfpps.data import schema
+
+    text = _read_text(f"{tmp_out}/{schema.VOCAB_DIR}/{schema.VOCAB_FILES[name]}")
+    return [line.split("\t") for line in text.splitlines()] if text is not None else []
+
+
+def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float, files: list[str]) -> dict:
     """Write stats.json and dataset.json next to the shards; returns the stats."""
     from tfpps.data import schema
 
-    vocab_dir = tmp_out / schema.VOCAB_DIR
-    items = [line.split("\t") for line in (vocab_dir / schema.VOCAB_FILES["items"]).read_text().splitlines()]
-    users = (vocab_dir / schema.VOCAB_FILES["users"]).read_text().splitlines()
+    items, users = _vocab_rows(tmp_out, "items"), _vocab_rows(tmp_out, "users")
     top = sorted(items[2:], key=lambda r: -int(r[2]))[:20]
-    shards = {s: sorted(p.name for p in (tmp_out / s).glob("part-*")) for s in schema.SPLITS}
+    shards = {s: FileSystems.match([f"{tmp_out}/{s}/part-*"])[0].metadata_list for s in schema.SPLITS}
     per_split = {
         s: {"records": stats.get(f"{s}_records", 0), "interactions": stats.get(f"{s}_interactions", 0), "shards": len(shards[s])}
         for s in schema.SPLITS
@@ -483,29 +502,51 @@ def finalize(tmp_out: Path, args: argparse.Namespace, stats: dict, elapsed: floa
         "item_popularity_top20": [{"item": r[1], "train_count": int(r[2])} for r in top],
         "train_item_counts_total": sum(int(r[2]) for r in items),
     }
-    (tmp_out / schema.STATS_FILE).write_text(json.dumps(full, indent=2) + "\n")
+    _write_text(f"{tmp_out}/{schema.STATS_FILE}", json.dumps(full, indent=2) + "\n")
     meta = {
         "kind": args.kind,
         "split": args.split,
         "source": args.source,
         "num_items": len(items),
         "num_users": len(users),
-        "num_words": _vocab_size(vocab_dir, "words"),
-        "num_queries": _vocab_size(vocab_dir, "queries"),
+        "num_words": len(_vocab_rows(tmp_out, "words")),
+        "num_queries": len(_vocab_rows(tmp_out, "queries")),
         "counts": {s: per_split[s]["records"] for s in schema.SPLITS},
-        "has_item_meta": (vocab_dir / "item_meta.jsonl").exists(),
+        "has_item_meta": FileSystems.exists(f"{tmp_out}/{schema.VOCAB_DIR}/item_meta.jsonl"),
         "flags": {k: v for k, v in vars(args).items() if k not in ("input", "output")},
         "format_version": 1,
     }
-    (tmp_out / schema.DATASET_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    _write_text(f"{tmp_out}/{schema.DATASET_FILE}", json.dumps(meta, indent=2) + "\n")
     return full
 
 
-def _vocab_size(vocab_dir: Path, name: str) -> int:
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def publish(tmp_out: str, out: str) -> None:
+    """Move the finished temp output to its final place.
+
+    Locally this is one atomic directory rename. Object stores have no
+    directories: files are renamed one by one and ``dataset.json`` last, so a
+    reader that sees ``dataset.json`` sees a complete dataset.
+    """
+    if is_local(out):
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(tmp_out, out)
+        return
     from tfpps.data import schema
 
-    path = vocab_dir / schema.VOCAB_FILES[name]
-    return len(path.read_text().splitlines()) if path.exists() else 0
+    if FileSystems.exists(f"{out}/{schema.DATASET_FILE}"):
+        FileSystems.delete([out])
+    srcs = sorted(m.path for m in FileSystems.match([f"{tmp_out}/**"])[0].metadata_list)
+    marker = [p for p in srcs if p.endswith("/" + schema.DATASET_FILE)]
+    rest = [p for p in srcs if p not in marker]
+    for group in (rest, marker):
+        if group:
+            FileSystems.rename(group, [out + p[len(tmp_out):] for p in group])
+    FileSystems.delete([tmp_out])
 
 
 def summary_table(stats: dict) -> str:
@@ -542,21 +583,21 @@ def run(argv: list[str]) -> dict:
     files = expand_inputs([s for s in args.input.split(",") if s.strip()])
     check_files(args.source, files)
     meta_files = expand_inputs([s for s in args.metadata.split(",") if s.strip()]) if args.metadata else []
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
+    out = args.output.rstrip("/")
+    if (FileSystems.exists(out) if not is_local(out) else os.path.exists(out)) and not args.overwrite:
         raise JobError(f"--output={args.output}: already exists (pass --overwrite to replace it)")
-    tmp_out = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp_out.mkdir(parents=True)
+    parent, name = posixpath.split(out) if not is_local(out) else os.path.split(os.path.abspath(out))
+    tmp_out = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+    if is_local(tmp_out):
+        os.makedirs(tmp_out)
     start = time.time()
     try:
         with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-            build_pipeline(p, args, files, meta_files, str(tmp_out))
+            build_pipeline(p, args, files, meta_files, tmp_out)
         stats = finalize(tmp_out, args, read_stats(tmp_out), time.time() - start, files)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp_out, out)
+        publish(tmp_out, out if not is_local(out) else os.path.abspath(out))
     finally:
-        if tmp_out.exists():
+        if is_local(tmp_out) and os.path.exists(tmp_out):
             shutil.rmtree(tmp_out, ignore_errors=True)
     return stats
 
@@ -569,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build_features: error: {exc}", file=sys.stderr)
         return 2
     print(summary_table(stats))
-    print(f"wrote {Path(build_parser().parse_known_args(argv)[0].output).resolve()}")
+    print(f"wrote {build_parser().parse_known_args(argv)[0].output}")
     return 0
 
 
