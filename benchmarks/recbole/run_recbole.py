@@ -194,6 +194,9 @@ def main(argv=None):
     cfg.update(overrides)
 
     config = Config(model=args.model, dataset=dataset, config_dict=cfg)
+    # RecBole 1.2.1 hard-wires dataset "ml-100k" to the copy bundled in its package
+    # (recbole/dataset_example/ml-100k), ignoring data_path: point it at our data.
+    config["data_path"] = os.path.join(data_root, dataset)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
@@ -203,6 +206,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     ds = create_dataset(config)
     logger.info(ds)
+    inter_file = os.path.join(config["data_path"], f"{dataset}.inter")
+    logger.info(f"read {inter_file} -> {os.path.realpath(inter_file)}")
     # What RecBole reports after filtering (before sequential augmentation, which
     # happens in data_preparation -> dataset.build()). user/item counts include [PAD].
     reported = {"users": ds.user_num, "items": ds.item_num, "inters": ds.inter_num,
@@ -275,6 +280,7 @@ def main(argv=None):
         "dataset": dataset,
         "data_dir": os.path.abspath(args.data_dir),
         "linked_files": linked,
+        "inter_file": os.path.realpath(inter_file),
         "command": [sys.executable] + sys.argv,
         "versions": {
             "recbole": recbole.__version__,

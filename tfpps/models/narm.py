@@ -35,6 +35,15 @@ Dropout is Theano-style as in the code: at training a unit is kept with
 probability ``p = 1 - rate`` and *not* rescaled; at inference every unit is
 multiplied by ``p``.
 
+The GRU is Keras's ``GRU(reset_after=False, recurrent_activation="hard_sigmoid")``
+(the same cell, reset applied before the recurrent matmul; masked steps carry
+the state) with the official initialisation. Keras's update gate is the
+official ``1 - z`` (``h = z h_{j-1} + (1 - z) h~``): since
+``hs(-a) = 1 - hs(a)``, the initial distributions are symmetric and Adam is
+sign-equivariant, this is an exact reparametrisation (official weights load
+with the ``z`` blocks negated), and on CPU it is as fast as a hand-written
+BPTT (measured: within 10%, faster at batch 4096).
+
 Departures from the official code
 ---------------------------------
 1. **Truncation.** The official loader cuts every (prefix -> next item)
@@ -84,10 +93,7 @@ from tfpps.data.schema import FIRST_ID
 from tfpps.models.base import DatasetInfo, SequentialModel
 from tfpps.registry import register
 
-_ACTIVATIONS = {
-    "hard_sigmoid": lambda x: tf.clip_by_value(0.2 * x + 0.5, 0.0, 1.0),  # Theano T.nnet.hard_sigmoid
-    "sigmoid": tf.sigmoid,
-}
+_ACTIVATIONS = ("hard_sigmoid", "sigmoid")  # hard_sigmoid = Theano's / Keras 2's clip(0.2 x + 0.5, 0, 1)
 
 
 @dataclasses.dataclass
@@ -107,8 +113,8 @@ class NARMConfig:
         positive(self, "embedding_size", "hidden_size")
         probability(self, "dropout_embed", "dropout_context")
         choice(self, "attention_normalisation", ("masked_softmax", "none"))
-        choice(self, "gate_activation", tuple(_ACTIVATIONS))
-        choice(self, "attention_activation", tuple(_ACTIVATIONS))
+        choice(self, "gate_activation", _ACTIVATIONS)
+        choice(self, "attention_activation", _ACTIVATIONS)
         choice(self, "truncate", ("last", "first"))
 
 
@@ -120,77 +126,6 @@ def _theano_dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
     if training:
         return x * tf.cast(tf.random.uniform(tf.shape(x)) < keep, x.dtype)
     return x * keep
-
-
-_GRU_CACHE: dict = {}
-
-
-def official_gru(gate_activation: str = "hard_sigmoid"):
-    """The official NARM GRU recurrence with a hand-written backward pass (BPTT).
-
-    Returns ``f(x_proj [T, B, 3H], mask [T, B, 1], u_rz [H, 2H], u_h [H, H]) -> states [T, B, H]``
-    where ``x_proj = x W_xrz + b`` holds the input projections of the gates
-    ``[z | r | h~]`` (computed outside, as one matmul). Per step::
-
-        z, r = act(h U_rz + x_proj[:, :2H]);  h~ = tanh((r * h) U_h + x_proj[:, 2H:])
-        h    = h + m * z * (h~ - h)            # = m ((1 - z) h + z h~) + (1 - m) h
-
-    The gradient is exact (it equals automatic differentiation of the
-    forward loop) but keeps only the two ``dh`` matmuls inside the reverse
-    loop; the weight gradients are two large matmuls after it. About twice
-    as fast as autodiff through ``tf.scan`` on CPU.
-    """
-    if gate_activation in _GRU_CACHE:
-        return _GRU_CACHE[gate_activation]
-    act = _ACTIVATIONS[gate_activation]
-    if gate_activation == "hard_sigmoid":
-
-        def act_grad(y):  # derivative of clip(0.2 x + 0.5, 0, 1) from its output
-            return 0.2 * tf.cast((y > 0.0) & (y < 1.0), y.dtype)
-
-    else:
-
-        def act_grad(y):
-            return y * (1.0 - y)
-
-    @tf.custom_gradient
-    def gru(x_proj, mask, u_rz, u_h):
-        hid = u_h.shape[0]  # static
-        zeros = tf.zeros([tf.shape(x_proj)[1], hid], x_proj.dtype)
-
-        def step(carry, inputs):
-            h_prev = carry[0]
-            xp, m = inputs
-            pre = tf.matmul(h_prev, u_rz) + xp[:, : 2 * hid]
-            z, r = act(pre[:, :hid]), act(pre[:, hid:])
-            h_cand = tf.tanh(tf.matmul(h_prev * r, u_h) + xp[:, 2 * hid :])
-            return h_prev + m * z * (h_cand - h_prev), z, r, h_cand
-
-        states, zs, rs, cands = tf.scan(step, (x_proj, mask), initializer=(zeros, zeros, zeros, zeros))
-
-        def grad(d_states):
-            h_prevs = tf.concat([zeros[None], states[:-1]], axis=0)
-
-            def back(carry, inputs):
-                dh_out, h_prev, z, r, h_cand, m = inputs
-                g = dh_out + carry[0]  # from the output at t and from step t + 1
-                gm = g * m
-                d_a = gm * z * (1.0 - h_cand * h_cand)  # through tanh
-                d_hr = tf.matmul(d_a, u_h, transpose_b=True)  # d (r * h_prev)
-                d_pre = tf.concat([gm * (h_cand - h_prev) * act_grad(z), d_hr * h_prev * act_grad(r)], axis=1)
-                dh_prev = g * (1.0 - m * z) + d_hr * r + tf.matmul(d_pre, u_rz, transpose_b=True)
-                return dh_prev, d_pre, d_a
-
-            init = (zeros, tf.zeros([tf.shape(zeros)[0], 2 * hid], zeros.dtype), zeros)
-            _, d_pres, d_as = tf.scan(back, (d_states, h_prevs, zs, rs, cands, mask), initializer=init, reverse=True)
-            d_urz = tf.einsum("tbh,tbg->hg", h_prevs, d_pres)
-            d_uh = tf.einsum("tbh,tbg->hg", h_prevs * rs, d_as)
-            return tf.concat([d_pres, d_as], axis=2), None, d_urz, d_uh
-
-        return states, grad
-
-    _GRU_CACHE[gate_activation] = gru
-    return gru
 
 
 def narm_prefix_examples(records: tf.data.Dataset, max_len: int, truncate: str = "last") -> tf.data.Dataset:
@@ -223,6 +158,13 @@ def narm_prefix_examples(records: tf.data.Dataset, max_len: int, truncate: str =
     return records.flat_map(expand)
 
 
+def count_train_examples(data) -> int:
+    """Number of training examples :meth:`NARM.make_train_dataset` yields: next items that are real items."""
+    records = data.records("train")
+    counts = records.map(lambda r: tf.reduce_sum(tf.cast(r["item_ids"][1:] >= FIRST_ID, tf.int64)))
+    return int(counts.reduce(tf.constant(0, tf.int64), lambda total, c: total + c).numpy())
+
+
 @register("narm", NARMConfig)
 class NARM(SequentialModel):
     """NARM (Li et al. CIKM'17): GRU + attention hybrid encoder, bilinear decoder, full softmax."""
@@ -236,32 +178,40 @@ class NARM(SequentialModel):
         def normal(fan: int, k: int):
             return tf.keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / fan), seed=seed + k)
 
-        def ortho_blocks(blocks: int, k: int):
-            inits = [tf.keras.initializers.Orthogonal(seed=seed + k + i) for i in range(blocks)]
+        def ortho_blocks(k: int):  # [U_z | U_r | U_h], three separate random orthogonal matrices
+            inits = [tf.keras.initializers.Orthogonal(seed=seed + k + i) for i in range(3)]
             return lambda shape, dtype=None: tf.concat([f((hid, hid), dtype) for f in inits], axis=1)
 
-        def stacked_normal(k: int):  # Wxrz = [W_z | W_r | W_h], each block N(0, 2/emb)
-            inits = [normal(emb, k + i) for i in range(3)]
-            return lambda shape, dtype=None: tf.concat([f((emb, hid), dtype) for f in inits], axis=1)
-
-        # Names follow the official parameters (Wemb, gru_Wxrz, gru_Urz, gru_Uh, gru_b, W_encoder,
-        # W_decoder, bl_vector, bili); matrices are stored so that rows multiply from the left.
+        # Official parameter names: Wemb, gru_Wxrz / gru_Urz + gru_Uh / gru_b (the Keras GRU's kernel,
+        # recurrent_kernel, bias; gate order z, r, h), W_encoder, W_decoder, bl_vector, bili.
+        # Matrices are stored so that row vectors multiply from the left.
         self.item_embedding = self.add_weight("Wemb", shape=(n, emb), initializer=normal(n, 0))
-        self.gru_kernel = self.add_weight("gru_Wxrz", shape=(emb, 3 * hid), initializer=stacked_normal(10))
-        self.gru_recurrent_rz = self.add_weight("gru_Urz", shape=(hid, 2 * hid), initializer=ortho_blocks(2, 20))
-        self.gru_recurrent_h = self.add_weight("gru_Uh", shape=(hid, hid), initializer=ortho_blocks(1, 30))
-        self.gru_bias = self.add_weight("gru_b", shape=(3 * hid,), initializer="zeros")
+        self.gru = tf.keras.layers.GRU(
+            hid,
+            activation="tanh",
+            recurrent_activation=params.gate_activation,
+            reset_after=False,  # h~ = tanh(x W_h + (r * h) U_h + b_h), as gru_layer._step
+            kernel_initializer=normal(emb, 10),  # each of the 3 blocks N(0, 2 / emb)
+            recurrent_initializer=ortho_blocks(20),
+            bias_initializer="zeros",
+            return_sequences=True,
+            time_major=True,
+            name="gru",
+        )
+        self.gru.build((None, None, emb))
         self.attn_a1 = self.add_weight("W_encoder", shape=(hid, hid), initializer=normal(hid, 40))
         self.attn_a2 = self.add_weight("W_decoder", shape=(hid, hid), initializer=normal(hid, 41))
         self.attn_v = self.add_weight("bl_vector", shape=(hid,), initializer=normal(1, 42))
         self.bilinear = self.add_weight("bili", shape=(2 * hid, emb), initializer=normal(emb, 43))
-        self._gate = _ACTIVATIONS[params.gate_activation]
-        self._attn_act = _ACTIVATIONS[params.attention_activation]
 
     # ------------------------------------------------------------------ data
     @classmethod
     def make_train_dataset(cls, params: NARMConfig, data, run, epoch_seed: int) -> tf.data.Dataset:
-        """Shuffled prefix augmentation of the training records, batched by ``train.batch_size``."""
+        """Prefix augmentation of the training records, shuffled (anew each epoch), batched by ``train.batch_size``.
+
+        The dataset declares its cardinality (one counting pass over the
+        records), so ``fit`` works with ``steps_per_execution > 1``.
+        """
         records = data.records(
             "train",
             shuffle=True,
@@ -272,18 +222,15 @@ class NARM(SequentialModel):
         ds = narm_prefix_examples(records, run.data.max_len, params.truncate)
         ds = ds.filter(lambda ex: ex["target_item"] >= FIRST_ID)
         if run.data.shuffle_buffer > 0:
-            ds = ds.shuffle(run.data.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
-        return ds.batch(run.train.batch_size, drop_remainder=False).prefetch(AUTOTUNE)
+            ds = ds.shuffle(run.data.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
+        batch_size = run.train.batch_size
+        num_batches = -(-count_train_examples(data) // batch_size)
+        ds = ds.batch(batch_size, drop_remainder=False).apply(tf.data.experimental.assert_cardinality(num_batches))
+        return ds.prefetch(AUTOTUNE)
 
     # ------------------------------------------------------------------ encoder
-    def _gru(self, x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        """Official GRU over time-major inputs ``x [T, B, emb]``, ``mask [T, B, 1]``; returns ``[T, B, H]``."""
-        x_proj = tf.einsum("tbe,eg->tbg", x, self.gru_kernel) + self.gru_bias  # all input matmuls at once
-        gru = official_gru(self.params.gate_activation)
-        return gru(x_proj, mask, tf.convert_to_tensor(self.gru_recurrent_rz), tf.convert_to_tensor(self.gru_recurrent_h))
-
     def encode(self, features, training: bool = False) -> dict:
-        """Hidden states ``[B, T', H]``, attention weights ``[B, T']`` and context ``[B, 2H]``.
+        """GRU states ``[T', B, H]`` (time-major), attention weights ``[B, T']`` and context ``[B, 2H]``.
 
         ``T' = max(1, max length in the batch)``; steps past a row's length
         have weight 0.
@@ -291,27 +238,36 @@ class NARM(SequentialModel):
         ids = tf.cast(features["item_ids"], tf.int64)
         length = tf.cast(features["length"], tf.int32)
         steps = tf.maximum(tf.reduce_max(length), 1)
-        ids = ids[:, :steps]
-        mask = tf.sequence_mask(length, steps, dtype=self.item_embedding.dtype)  # [B, T']
+        mask = tf.transpose(tf.sequence_mask(length, steps, dtype=self.item_embedding.dtype))  # [T', B]
 
-        emb = tf.gather(self.item_embedding, tf.transpose(ids))  # [T', B, emb]
+        # Everything below is time-major ([T', B, ...]).
+        emb = tf.gather(self.item_embedding, tf.transpose(ids[:, :steps]))  # [T', B, emb]
         emb = _theano_dropout(emb, self.params.dropout_embed, training)
-        states = self._gru(emb, tf.transpose(mask)[:, :, None])  # [T', B, H]
+        states = self.gru(emb, mask=mask > 0)  # [T', B, H]; masked steps carry the state
         c_global = states[-1]  # the state is carried over padding: last step = last real state
-        states = tf.transpose(states, [1, 0, 2])  # [B, T', H]
 
-        q = tf.einsum("bth,hk->btk", states, self.attn_a1) + tf.matmul(c_global, self.attn_a2)[:, None, :]
-        scores = tf.einsum("btk,k->bt", self._attn_act(q), self.attn_v)
+        hid = self.params.hidden_size
+        flat = tf.reshape(states, [-1, hid])
+        if self.params.attention_activation == "hard_sigmoid":
+            # v^T clip(0.2 (A1 h_j + A2 h_t) + 0.5, 0, 1) = (v / 6)^T relu6(h_j (1.2 A1) + h_t (1.2 A2) + 3)
+            query = tf.matmul(c_global, 1.2 * self.attn_a2) + 3.0
+            hidden = tf.nn.relu6(tf.reshape(tf.matmul(flat, 1.2 * self.attn_a1), tf.shape(states)) + query)
+            v = self.attn_v / 6.0
+        else:
+            query = tf.matmul(c_global, self.attn_a2)
+            hidden = tf.sigmoid(tf.reshape(tf.matmul(flat, self.attn_a1), tf.shape(states)) + query)
+            v = self.attn_v
+        scores = tf.reshape(tf.matmul(tf.reshape(hidden, [-1, hid]), v[:, None]), tf.shape(mask))  # [T', B]
         if self.params.attention_normalisation == "masked_softmax":
-            # softmax over real steps only = the official softmax(sim*mask)*mask renormalised
+            # softmax over the real steps only = the official softmax(sim*mask)*mask, renormalised
             masked = tf.where(mask > 0, scores, tf.fill(tf.shape(scores), -1e9))
-            e = tf.exp(masked - tf.reduce_max(masked, axis=1, keepdims=True)) * mask
-            weights = e / tf.maximum(tf.reduce_sum(e, axis=1, keepdims=True), 1e-30)
+            e = tf.exp(masked - tf.reduce_max(masked, axis=0, keepdims=True)) * mask
+            weights = e / tf.maximum(tf.reduce_sum(e, axis=0, keepdims=True), 1e-30)
         else:
             weights = scores * mask
-        c_local = tf.einsum("bt,bth->bh", weights, states)
+        c_local = tf.reduce_sum(weights[:, :, None] * states, axis=0)
         context = tf.concat([c_local, c_global], axis=1)
-        return {"states": states, "attention": weights, "context": context}
+        return {"states": states, "attention": tf.transpose(weights), "context": context}
 
     def attention_weights(self, features) -> tf.Tensor:
         """Attention weights ``[B, L]`` over the input's full width (0 past each length)."""

@@ -33,10 +33,11 @@ BPR-max / TOP1-max take scores *after* the final activation
 (:func:`final_activation`: ELU with ``elu_param``, ``0`` meaning linear).
 
 Why two cross-entropy paths: ``tfrs.tasks.Retrieval`` fits GRU4Rec's XE
-(rectangular ``M x (M + n_sample)`` in-batch + extra candidates, summed
-categorical cross-entropy, ``sample_weight`` for the row mask, ``score_mask``
-for the column mask), so the model uses it. Two details are handled around
-it rather than through its own options: (1) its
+(rectangular ``M x (M + n_sample)`` in-batch + extra candidates, labels on
+the diagonal, ``sample_weight`` for the row mask, ``score_mask`` for the
+column mask), so the model uses it, with a summed softmax cross-entropy
+(:func:`summed_softmax_cross_entropy`) as its loss. Two details are handled
+around it rather than through its own options: (1) its
 ``candidate_sampling_probability`` is clipped to ``[1e-6, 1]`` and must be a
 probability, whereas the official logQ subtracts logs of *unnormalised*
 supports with different powers for in-batch and sampled columns; so the
@@ -44,9 +45,9 @@ correction and the output bias ``b_y`` are folded into the candidate
 embeddings as an extra column (query ``[h, 1]``, candidate
 ``[W_y, b_y - logq * log Q]``), which is exact; (2) Retrieval needs embeddings,
 not a score matrix, so :func:`cross_entropy` is the score-matrix form (tests
-check both agree). The official ``log(p + 1e-24)`` floor is not reproduced by
-Retrieval's ``softmax_cross_entropy_with_logits`` (it only matters once
-``p < 1e-24``, a loss above 55 nats on one row).
+check both agree). Both compute the loss as ``logsumexp - target logit``;
+the official ``log(p + 1e-24)`` floor is not reproduced (it only matters
+once ``p < 1e-24``, a loss above 55 nats on one row).
 """
 from __future__ import annotations
 
@@ -166,6 +167,19 @@ RANKING_LOSSES = {"bpr-max": bpr_max, "top1-max": top1_max}
 
 
 # --------------------------------------------------------------------------- XE through TFRS Retrieval
+def summed_softmax_cross_entropy(y_true: tf.Tensor, y_pred: tf.Tensor, sample_weight: tf.Tensor | None = None) -> tf.Tensor:
+    """``sum_i w_i * CE(y_true_i, softmax(y_pred_i))``: Keras' ``CategoricalCrossentropy(from_logits=True, reduction=SUM)``.
+
+    For one-hot (or any normalised) labels ``CE = logsumexp(y_pred) - <y_true, y_pred>``; written this way
+    it is ~4x faster on CPU than ``tf.nn.softmax_cross_entropy_with_logits`` for a ``[32, 2080]`` batch.
+    """
+    y_true = tf.cast(y_true, y_pred.dtype)
+    per_row = tf.reduce_logsumexp(y_pred, axis=1) - tf.reduce_sum(y_true * y_pred, axis=1)
+    if sample_weight is not None:
+        per_row = per_row * tf.cast(sample_weight, per_row.dtype)
+    return tf.reduce_sum(per_row)
+
+
 class SampledSoftmaxRetrieval(tf.keras.layers.Layer):
     """GRU4Rec's cross-entropy (+ logQ) computed by ``tfrs.tasks.Retrieval`` from embeddings.
 
@@ -176,12 +190,12 @@ class SampledSoftmaxRetrieval(tf.keras.layers.Layer):
 
     def __init__(self, name: str = "sampled_softmax", **kwargs):
         super().__init__(name=name, **kwargs)
-        self.task = tfrs.tasks.Retrieval(
-            loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction=tf.keras.losses.Reduction.SUM)
-        )
+        self.task = tfrs.tasks.Retrieval(loss=summed_softmax_cross_entropy)
         # Retrieval.call relies on AutoGraph (``len(tf.shape(x))``). GRU4Rec's training step runs
-        # unconverted (converting Keras/TFRS internals costs 10-30 s of tracing), so only this one
-        # method is converted, non-recursively.
+        # unconverted (converting Keras/TFRS internals costs 10-30 s of tracing on CPU), so only
+        # this one method is converted, non-recursively. For the same reason the loss is a plain
+        # function with the semantics of ``CategoricalCrossentropy(from_logits=True,
+        # reduction=SUM)`` (whose ``__call__`` would AutoGraph-convert Keras' loss internals).
         self._retrieval_call = tf.autograph.to_graph(type(self.task).call, recursive=False)
 
     def call(

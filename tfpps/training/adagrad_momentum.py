@@ -110,3 +110,6 @@ class AdagradM(tf.keras.optimizers.legacy.Optimizer):
             }
         )
         return config
+
+
+AdagradMomentum = AdagradM  # the name tfpps.training.optimizers.make_optimizer imports

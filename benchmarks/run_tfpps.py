@@ -1,0 +1,35 @@
+"""Run one tfpps training in this process and write its result plus peak memory as JSON.
+
+    python -m benchmarks.run_tfpps --out result.json -- --model=narm --dataset=ml-100k --lr=0.005
+
+Used by the comparison benchmarks so each model is measured in its own process.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def main() -> int:
+    argv = sys.argv[1:]
+    out = argv[argv.index("--out") + 1]
+    train_argv = argv[argv.index("--") + 1 :]
+    from tfpps import train as train_cli
+    from tfpps.training.trainer import train
+
+    run, args = train_cli.parse(train_argv)
+    start = time.time()
+    result = train(run, fresh=True)
+    result["wall_seconds"] = round(time.time() - start, 2)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["argv"] = train_argv
+    result["config"] = run.to_dict()
+    with open(out, "w") as fh:
+        json.dump(result, fh, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
