@@ -50,11 +50,14 @@ OFFICIAL_ARGS = [
 ]
 
 
-def run_tfpps(model: str, extra: list[str], tag: str) -> dict:
+def run_tfpps(model: str, extra: list[str], tag: str, reuse: bool = False) -> dict:
     out = RESULTS / "runs" / f"{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [PY, "-m", "benchmarks.run_tfpps", "--out", str(out), "--", f"--model={model}", *extra,
-           f"--run_dir=runs/bench-{tag}", "--verbose=2"]
+    train_argv = [f"--model={model}", *extra, f"--run_dir=runs/bench-{tag}", "--verbose=2"]
+    if reuse and out.exists() and json.loads(out.read_text()).get("argv") == train_argv:
+        print(f"reusing tfpps result {out.relative_to(REPO)}", flush=True)
+        return json.loads(out.read_text())
+    cmd = [PY, "-m", "benchmarks.run_tfpps", "--out", str(out), "--", *train_argv]
     print("$ " + " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return json.loads(out.read_text())
@@ -118,6 +121,7 @@ def main(argv=None) -> int:
     p.add_argument("--recbole-lr", type=float, default=5e-3, help="RecBole's best learning rate for GRU4Rec and NARM on ml-1m")
     p.add_argument("--recbole-threads", type=int, default=1, help="torch threads (1 was fastest on 2 shared cores)")
     p.add_argument("--reuse-reference", action="store_true", help="reuse cached RecBole results for this exact protocol")
+    p.add_argument("--reuse-tfpps", action="store_true", help="reuse tfpps results of runs with identical arguments")
     p.add_argument("--skip-recbole", action="store_true")
     p.add_argument("--official", action="store_true", help="also run GRU4Rec's own protocol on YOOCHOOSE-100k")
     p.add_argument("--only-official", action="store_true")
@@ -136,7 +140,7 @@ def main(argv=None) -> int:
         stats = json.loads((REPO / "data_out" / "ml-100k" / "stats.json").read_text())
         n_train = stats["splits"]["train"]["interactions"] - stats["splits"]["train"]["records"]
         for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-            r = run_tfpps(model, ["--dataset=ml-100k", *PROTOCOL, f"--epochs={args.epochs}", *TFPPS_ARGS.get(model, [])], f"ml100k-{model}")
+            r = run_tfpps(model, ["--dataset=ml-100k", *PROTOCOL, f"--epochs={args.epochs}", *TFPPS_ARGS.get(model, [])], f"ml100k-{model}", args.reuse_tfpps)
             r["train_examples_per_epoch"] = n_train
             raw[f"tfpps/{model}"] = r
             rows.append(tfpps_row(r, model))
@@ -146,7 +150,7 @@ def main(argv=None) -> int:
                 rows.append(recbole_row(rb, model))
     official = []
     if args.official or args.only_official:
-        r = run_tfpps("gru4rec", OFFICIAL_ARGS, "yoochoose-gru4rec-bprmax")
+        r = run_tfpps("gru4rec", OFFICIAL_ARGS, "yoochoose-gru4rec-bprmax", args.reuse_tfpps)
         raw["tfpps/gru4rec-official"] = r
         official.append({"model": "gru4rec (BPR-max, n_sample 2048)", "dataset": "yoochoose-100k, last day",
                          "recall@20": r["metrics"]["recall@20"], "mrr@20": r["metrics"]["mrr@20"],

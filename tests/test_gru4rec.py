@@ -6,7 +6,7 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps import registry
-from tfpps.config import ConfigError, RunConfig, TrainConfig, build_run_config
+from tfpps.config import CONFIG_DIR, ConfigError, RunConfig, TrainConfig, build_run_config
 from tfpps.data.session_parallel import build_schedule
 from tfpps.models.base import DatasetInfo
 from tfpps.models.gru4rec import GRU4Rec, GRU4RecConfig
@@ -65,14 +65,8 @@ def test_config_defaults_registry_and_yaml():
 
     assert isinstance(make_optimizer(cfg.train), AdagradM)
     assert cfg.model_params.layers == [100] and cfg.model_params.n_sample == 2048
-    bpr = build_run_config("gru4rec", config_file=str(tfpps_config_dir() / "models" / "gru4rec_bprmax.yaml"))
+    bpr = build_run_config("gru4rec", config_file=str(CONFIG_DIR / "models" / "gru4rec_bprmax.yaml"))
     assert bpr.model_params.loss == "bpr-max"
-
-
-def tfpps_config_dir():
-    from tfpps.config import CONFIG_DIR
-
-    return CONFIG_DIR
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, probability
 from tfpps.data import session_parallel
-from tfpps.data.pipeline import prefix_examples
+from tfpps.data.pipeline import finish, prefix_examples
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.samplers import PopularitySampler
 from tfpps.models.base import DatasetInfo, SequentialModel
@@ -149,19 +149,6 @@ def _train_section(run: Any) -> Any:
 
 def _seed_of(run: Any) -> int:
     return int(getattr(_train_section(run), "seed", 0) or 0)
-
-
-def _no_autotune() -> tf.data.Options:
-    """tf.data options with autotuning off.
-
-    With autotuning on, ``model.fit`` stalls at the end of every epoch until
-    tf.data's autotuning thread wakes from its exponential back-off sleep
-    (10 ms * (2^k - 1): fits of 10.23 s or 20.47 s however short the epoch,
-    measured on this 2-core CPU). Slicing an in-memory schedule needs no tuning.
-    """
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return options
 
 
 _PREFIX_COUNTS: dict = {}
@@ -247,9 +234,9 @@ class GRU4Rec(SequentialModel):
             b = int(train.batch_size)
             num_batches = -(-_count_prefix_examples(data) // b)
             batches = examples.batch(b).apply(tf.data.experimental.assert_cardinality(num_batches))
-            return batches.prefetch(16).with_options(_no_autotune())
+            return finish(batches, 16)
         ds, _ = session_parallel.session_parallel_dataset(data, int(train.batch_size), int(params.n_sample))
-        return ds.prefetch(256).with_options(_no_autotune())
+        return finish(ds, 256)
 
     # ------------------------------------------------------------------ pieces
     def _dropout(self, x: tf.Tensor, rate: float, seed: tf.Tensor) -> tf.Tensor:

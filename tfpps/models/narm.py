@@ -88,7 +88,7 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import choice, positive, probability
-from tfpps.data.pipeline import AUTOTUNE
+from tfpps.data.pipeline import finish
 from tfpps.data.schema import FIRST_ID
 from tfpps.models.base import DatasetInfo, SequentialModel
 from tfpps.registry import register
@@ -226,7 +226,7 @@ class NARM(SequentialModel):
         batch_size = run.train.batch_size
         num_batches = -(-count_train_examples(data) // batch_size)
         ds = ds.batch(batch_size, drop_remainder=False).apply(tf.data.experimental.assert_cardinality(num_batches))
-        return ds.prefetch(AUTOTUNE)
+        return finish(ds)
 
     # ------------------------------------------------------------------ encoder
     def encode(self, features, training: bool = False) -> dict:
