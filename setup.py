@@ -1,4 +1,19 @@
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPyWithConfigs(build_py):
+    """Ship configs/ inside the package (tfpps/_configs) so an installed tfpps finds its YAML configs."""
+
+    def run(self):
+        super().run()
+        source = Path(__file__).resolve().parent / "configs"
+        if source.is_dir():
+            shutil.copytree(source, Path(self.build_lib) / "tfpps" / "_configs", dirs_exist_ok=True)
+
 
 setup(
     name="tfpps",
@@ -24,5 +39,6 @@ setup(
         "test": ["pytest>=7", "hypothesis>=6"],
         "gcp": ["apache-beam[gcp]==2.77.0"],
     },
+    cmdclass={"build_py": BuildPyWithConfigs},
     entry_points={"console_scripts": ["tfpps-train=tfpps.train:main"]},
 )

@@ -23,8 +23,14 @@ from typing import Any, Mapping
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = Path(os.environ.get("TFPPS_CONFIG_DIR", REPO_ROOT / "configs"))
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
+_IN_CHECKOUT = (_SOURCE_ROOT / "setup.py").exists() and (_SOURCE_ROOT / "configs").is_dir()
+# Relative paths (data_out/, runs/) resolve against the checkout, or the working directory when installed.
+REPO_ROOT = _SOURCE_ROOT if _IN_CHECKOUT else Path.cwd()
+# configs/ of the checkout, or the copy packaged into the wheel (setup.py build_py).
+CONFIG_DIR = Path(
+    os.environ.get("TFPPS_CONFIG_DIR", _SOURCE_ROOT / "configs" if _IN_CHECKOUT else Path(__file__).resolve().parent / "_configs")
+)
 
 
 class ConfigError(ValueError):
