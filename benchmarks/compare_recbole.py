@@ -88,6 +88,30 @@ def run_recbole(model: str, data_dir: Path, epochs: int, lr: float, reuse: bool,
     return json.loads(out.read_text())
 
 
+def tfpps_curve(r: dict) -> list[tuple[int, float, float]]:
+    """(epoch, cumulative train seconds, val ndcg@10) from the run's validation.json."""
+    state = json.loads((Path(r["run_dir"]) / "validation.json").read_text())
+    out, t = [], 0.0
+    for h in state["history"]:
+        t += h["train_seconds"]
+        out.append((h["epoch"], t, h.get("val_ndcg@10")))
+    return out
+
+
+def recbole_curve(r: dict) -> list[tuple[int, float, float]]:
+    secs = r.get("timing", {}).get("train_seconds_per_epoch", [])
+    out, t = [], 0.0
+    for i, v in enumerate(r.get("valid_history", [])):
+        t += secs[i] if i < len(secs) else 0.0
+        out.append((i + 1, t, v.get("ndcg@10") if isinstance(v, dict) else v))
+    return out
+
+
+def at_epoch(curve, epoch: int):
+    vals = [v for e, _, v in curve if e <= epoch and v is not None]
+    return max(vals) if vals else None
+
+
 def tfpps_row(r: dict, label: str) -> dict:
     m = r["metrics"]
     n_train = r.get("train_examples_per_epoch")
@@ -111,13 +135,41 @@ def recbole_row(r: dict, label: str) -> dict:
 
 
 COLUMNS = ["framework", "model", "recall@10", "mrr@10", "ndcg@10", "recall@20", "mrr@20", "s/epoch", "examples/s",
-           "epochs", "best epoch", "eval s", "peak MB"]
+           "epochs", "best epoch", "eval s", "peak MB", "best val ndcg@10 by epoch cap"]
+
+
+def curve_plot(curves: dict) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for label, pts in curves.items():
+        style = "-o" if label.startswith("tfpps") else "--s"
+        axes[0].plot([e for e, _, _ in pts], [v for _, _, v in pts], style, label=label, markersize=3)
+        axes[1].plot([t for _, t, _ in pts], [v for _, _, v in pts], style, label=label, markersize=3)
+    axes[0].set_xlabel("epoch")
+    axes[1].set_xlabel("cumulative training seconds")
+    for ax in axes:
+        ax.set_ylabel("validation NDCG@10")
+        ax.grid(alpha=0.3)
+    axes[1].set_xscale("log")
+    axes[0].legend()
+    fig.suptitle("ml-100k, RecBole protocol: learning curves")
+    fig.tight_layout()
+    path = RESULTS / "compare_recbole_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="gru4rec,narm")
-    p.add_argument("--epochs", type=int, default=20, help="epoch cap for both frameworks (early stopping: patience 10)")
+    p.add_argument("--epochs", type=int, default=20, help="tfpps epoch cap (early stopping: patience 10)")
+    p.add_argument("--recbole-epochs", type=int, default=8,
+                   help="RecBole epoch cap (its protocol takes minutes per epoch on 2 CPU cores; see README)")
     p.add_argument("--recbole-lr", type=float, default=5e-3, help="RecBole's best learning rate for GRU4Rec and NARM on ml-1m")
     p.add_argument("--recbole-threads", type=int, default=1, help="torch threads (1 was fastest on 2 shared cores)")
     p.add_argument("--reuse-reference", action="store_true", help="reuse cached RecBole results for this exact protocol")
@@ -134,7 +186,7 @@ def main(argv=None) -> int:
         print(f"skipped: {data_dir} not found (set TFPPS_SHARED_DATA)")
         return 0
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    rows, raw = [], {}
+    rows, raw, curves = [], {}, {}
     if not args.only_official:
         ensure_dataset("ml-100k")
         stats = json.loads((REPO / "data_out" / "ml-100k" / "stats.json").read_text())
@@ -144,10 +196,12 @@ def main(argv=None) -> int:
             r["train_examples_per_epoch"] = n_train
             raw[f"tfpps/{model}"] = r
             rows.append(tfpps_row(r, model))
+            curves[f"tfpps {model}"] = tfpps_curve(r)
             if not args.skip_recbole and model in RECBOLE_NAMES:
-                rb = run_recbole(model, data_dir, args.epochs, args.recbole_lr, args.reuse_reference, args.recbole_threads)
+                rb = run_recbole(model, data_dir, args.recbole_epochs, args.recbole_lr, args.reuse_reference, args.recbole_threads)
                 raw[f"recbole/{model}"] = rb
                 rows.append(recbole_row(rb, model))
+                curves[f"RecBole {model}"] = recbole_curve(rb)
     official = []
     if args.official or args.only_official:
         r = run_tfpps("gru4rec", OFFICIAL_ARGS, "yoochoose-gru4rec-bprmax", args.reuse_tfpps)
@@ -157,6 +211,8 @@ def main(argv=None) -> int:
                          "recall@10": r["metrics"]["recall@10"], "mrr@10": r["metrics"]["mrr@10"],
                          "s/epoch": r["train_seconds_per_epoch"], "epochs": r["epochs_run"],
                          "test examples": r["metrics"]["num_examples"]})
+    for row in rows:
+        row["best val ndcg@10 by epoch cap"] = at_epoch(curves.get(f"{row['framework']} {row['model']}", []), args.recbole_epochs)
     info = machine()
     text = table(rows, COLUMNS, "ml-100k, RecBole protocol (test split, full ranking)") if rows else ""
     if official:
@@ -169,11 +225,14 @@ def main(argv=None) -> int:
             print(f"{pair}: tfpps/RecBole  recall@10 x{t['recall@10'] / b['recall@10']:.2f}  ndcg@10 x{t['ndcg@10'] / b['ndcg@10']:.2f}"
                   f"  mrr@10 x{t['mrr@10'] / b['mrr@10']:.2f}  speed per epoch x{b['s/epoch'] / t['s/epoch']:.1f}")
     write_results("compare_recbole", {"started": started, "machine": info, "rows": rows, "official": official, "raw": raw,
+                                      "curves": curves, "recbole_epoch_cap": args.recbole_epochs,
                                       "command": "python -m benchmarks.compare_recbole " + " ".join(argv or sys.argv[1:])})
     if rows:
         labels = [f"{r['framework']}\n{r['model']}" for r in rows]
         bar_plot("compare_recbole", labels, {m: [r[m] for r in rows] for m in ("recall@10", "ndcg@10", "mrr@10")},
                  "metric @10", "ml-100k, RecBole protocol: tfpps vs RecBole")
+    if curves:
+        curve_plot(curves)
     return 0
 
 

@@ -76,3 +76,13 @@ def test_tfio_parquet_ingestion(tmp_path):
     rows = list(pipeline.read_parquet_events(path).as_numpy_iterator())
     assert len(rows) == 2
     assert [(r["user_id"], r["item_id"], int(r["timestamp"])) for r in rows] == [(b"u1", b"a", 10), (b"u2", b"b", 20)]
+
+
+def test_bucketing_groups_similar_lengths():
+    seqs = [[2] * n for n in (2, 3, 9, 10, 2, 11, 3, 9)]
+    ds = pipeline.eval_examples(records(seqs, targets=[5] * len(seqs)), max_len=20)
+    batches = list(pipeline.batch_bucketed(ds, 2, boundaries=[5]).as_numpy_iterator())
+    # buckets <5 and >=5, two per batch, filled in arrival order: 2,3 | 2,3 and 9,10 | 11,9
+    lengths = sorted(sorted(b["length"].tolist()) for b in batches)
+    assert lengths == [[2, 3], [2, 3], [9, 10], [9, 11]]
+    assert all(max(b["length"]) < 5 or min(b["length"]) >= 5 for b in batches)

@@ -17,7 +17,14 @@ SEQUENTIAL = "sequential"  # next-item prediction from an item history (data kin
 NONNEURAL = "nonneural"  # fitted in one pass (popularity, KNN); no gradient training
 
 # Modules that register models when imported.
-_MODEL_MODULES = ("tfpps.models.gru4rec", "tfpps.models.narm", "tfpps.models.pop")
+_MODEL_MODULES = (
+    "tfpps.models.gru4rec",
+    "tfpps.models.narm",
+    "tfpps.models.pop",
+    "tfpps.models.itemknn",
+    "tfpps.models.sknn",
+    "tfpps.models.hrm",
+)
 
 
 @dataclasses.dataclass(frozen=True)

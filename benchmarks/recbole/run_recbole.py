@@ -123,11 +123,12 @@ def link_data(data_dir, dataset, work_dir):
     os.makedirs(dst_dir, exist_ok=True)
     for src in src_files:
         dst = os.path.join(dst_dir, os.path.basename(src))
-        if os.path.islink(dst) or os.path.exists(dst):
-            if os.path.islink(dst) and os.readlink(dst) == src:
-                continue
-            os.remove(dst)
-        os.symlink(src, dst)
+        if os.path.islink(dst) and os.readlink(dst) == src:
+            continue
+        # concurrent runs may race here: link to a temp name, then atomically replace
+        tmp = f"{dst}.{os.getpid()}.tmp"
+        os.symlink(src, tmp)
+        os.replace(tmp, dst)
     return dataset, root, [os.path.basename(f) for f in src_files]
 
 
@@ -189,7 +190,9 @@ def main(argv=None):
         torch.set_num_threads(args.threads)
 
     cfg = protocol_config(args)
-    cfg.update({"data_path": data_root, "checkpoint_dir": os.path.join(work_dir, "saved")})
+    # one checkpoint dir per run, so concurrent runs never share a checkpoint file
+    run_tag = f"{args.model}-{datetime.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}"
+    cfg.update({"data_path": data_root, "checkpoint_dir": os.path.join(work_dir, "saved", run_tag)})
     overrides = parse_overrides(args.overrides)
     cfg.update(overrides)
 

@@ -261,6 +261,24 @@ def batch_padded(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool = Fa
     return finish(ds.padded_batch(batch_size, drop_remainder=drop_remainder))
 
 
+def batch_bucketed(
+    ds: tf.data.Dataset, batch_size: int, boundaries: list[int], length_key: str = "length", drop_remainder: bool = False
+) -> tf.data.Dataset:
+    """Batch examples of similar ``length`` together (fewer padded steps for RNNs), padding each batch.
+
+    ``boundaries`` are the bucket edges, e.g. ``[5, 10, 20]`` gives buckets
+    ``<5, 5-9, 10-19, >=20``; every bucket uses ``batch_size``.
+    """
+    return finish(
+        ds.bucket_by_sequence_length(
+            lambda ex: tf.cast(ex[length_key], tf.int32),
+            bucket_boundaries=list(boundaries),
+            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+            drop_remainder=drop_remainder,
+        )
+    )
+
+
 def read_parquet_events(path: str, columns: list[str] | None = None) -> tf.data.Dataset:
     """Stream a Parquet event log straight into tf.data with tensorflow-io.
 
