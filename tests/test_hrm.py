@@ -8,6 +8,7 @@ import tfpps  # noqa: F401  (before TensorFlow)
 import tensorflow as tf
 
 from tfpps.config import ConfigError, RunConfig, build_run_config
+from tfpps.data.pipeline import prefix_examples
 from tfpps.models.base import DatasetInfo
 from tfpps.models.hrm import HRM, HRMConfig, basket_examples, last_real_items, masked_pool
 
@@ -260,8 +261,29 @@ def test_sequential_train_dataset_keeps_the_last_high_order_items():
         for b in ds.as_numpy_iterator()
         for h, n, u, t in zip(b["item_ids"], b["length"], b["user_id"], b["target_item"])
     ]
-    assert sorted(examples) == sorted([((2,), 2, 3), ((2, 3), 2, 4), ((3, 4), 2, 5), ((6,), 3, 7), ((7, 1), 4, 3), ((1, 3), 4, 4)])
+    expected = [((2,), 2, 3), ((2, 3), 2, 4), ((3, 4), 2, 5), ((6,), 3, 7), ((7, 1), 4, 3), ((1, 3), 4, 4)]
+    assert sorted(examples) == sorted(expected)
     assert all(len(b["item_ids"][0]) == 2 for b in ds.as_numpy_iterator())
+
+
+def test_chunked_pipeline_equals_prefix_examples_and_reshuffles_each_epoch():
+    rng = np.random.default_rng(3)
+    seqs = [[int(x) for x in rng.integers(1, 30, rng.integers(1, 15))] for _ in range(60)]
+    data = FakeData(seqs, list(range(2, 62)), 30, 62)
+    run = _run(batch_size=64, shuffle_buffer=100)  # ~13 records per chunk: several chunks
+    run.model_params.high_order = 3
+    reference = prefix_examples(data.records("train"), max_len=3).filter(lambda e: e["target_item"] >= 2)
+    key = lambda h, n, u, t: (tuple(h[:n].tolist()), int(u), int(t))  # noqa: E731
+    expected = sorted(key(e["item_ids"], e["length"], e["user_id"], e["target_item"]) for e in reference.as_numpy_iterator())
+    ds = HRM.make_train_dataset(run.model_params, data, run, epoch_seed=0)
+    epochs = []
+    for _ in range(2):
+        batches = list(ds.as_numpy_iterator())
+        assert len(batches) == int(ds.cardinality()) == -(-len(expected) // 64)
+        assert all(len(b["target_item"]) == 64 for b in batches[:-1])
+        epochs.append([key(*row) for b in batches for row in zip(b["item_ids"], b["length"], b["user_id"], b["target_item"])])
+        assert sorted(epochs[-1]) == expected
+    assert epochs[0] != epochs[1]
 
 
 def test_basket_training_examples_and_scoring():

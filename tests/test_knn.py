@@ -121,8 +121,19 @@ def test_itemknn_window_and_linear_decay():
     np.testing.assert_allclose(got, [0, 0, 0.25 + 1 / R6, 0.5 / R6, 2 / R6, 1 / R6, 0.5 / R2 + 1 / R3], rtol=1e-6)
     # window 0 = whole history; a 1-item history under window 2 uses just that item (weight 1)
     got = scores(itemknn(history_window=0, decay="linear"), [[2, 5, 3], [3]])
-    np.testing.assert_allclose(got[0][4], 2 / R6 + 0 + (1 / 3) * 0.5, rtol=1e-6)  # sim(3,4)*1 + sim(5,4)*2/3 + sim(2,4)/3
+    # item 4: sim(3,4) * 1 + sim(5,4) * 2/3 + sim(2,4) * 1/3
+    np.testing.assert_allclose(got[0][4], 2 / R6 + 0 + (1 / 3) * 0.5, rtol=1e-6)
     np.testing.assert_allclose(got[1], scores(itemknn(), [[3]])[0], rtol=1e-6)
+
+
+def test_remind_false_zeroes_history_items():
+    # window 2 over [5, 3] (see above) with items 5 and 3 set to 0
+    got = scores(itemknn(history_window=2, remind=False), [[5, 3], [3]])
+    np.testing.assert_allclose(got[0], [0, 0, 0.5 + 1 / R6, 0, 2 / R6, 0, 1 / R2 + 1 / R3], rtol=1e-6)
+    np.testing.assert_allclose(got[1], [0, 0, 1 / R6, 0, 2 / R6, 1 / R6, 1 / R3], rtol=1e-6)
+    # S-KNN, k=2 over [2, 3] (see test_sknn_neighbours_and_scores) with items 2 and 3 set to 0
+    got = scores(fitted(SessionKNN, SKNNConfig(k=2, remind=False, fallback="none")), [[2, 3]])[0]
+    np.testing.assert_allclose(got, [0, 0, 0, 0, 2 / R6, 0.5, 0], rtol=1e-6)
 
 
 def test_itemknn_regularization_and_asymmetric_alpha():
@@ -204,7 +215,8 @@ def test_sknn_jaccard_and_exclude_same_user():
     np.testing.assert_allclose(sims, [2 / 3, 1 / 3, 1 / 3, 1 / 4])
     # user 2 owns s0: excluded by default, kept with exclude_same_user=False
     assert fitted(SessionKNN, SKNNConfig(k=2)).neighbours([2, 3], user_id=2)[0].tolist() == [2, 1]
-    assert fitted(SessionKNN, SKNNConfig(k=2, exclude_same_user=False)).neighbours([2, 3], user_id=2)[0].tolist() == [0, 2]
+    keep_own = fitted(SessionKNN, SKNNConfig(k=2, exclude_same_user=False))
+    assert keep_own.neighbours([2, 3], user_id=2)[0].tolist() == [0, 2]
     # excluding s3 (user 5) under sample_size=2 lets the next most recent candidate (s1) in
     model = fitted(SessionKNN, SKNNConfig(sample_size=2))
     assert sorted(model.neighbours([2, 3], user_id=5)[0].tolist()) == [1, 2]

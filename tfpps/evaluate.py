@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 
         data = DatasetDir(run.data.dir)
         model = trainer.build_model(run, data)
-        if registry.get(run.model).family != registry.NONNEURAL:
+        if registry.get(run.model).family == registry.NONNEURAL:
+            model.fit_data(data)  # counts and neighbour tables are rebuilt from the training split
+        else:
             weights = run_dir / trainer.BEST_WEIGHTS
             if not Path(str(weights) + ".index").exists():
                 raise ConfigError(f"--run={args.run}: no trained weights at {weights}")

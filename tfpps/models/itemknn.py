@@ -40,14 +40,13 @@ and the oldest of the window :math:`1/m`. A repeated history item adds its
 weights.
 
 Zero scores. With ``fallback='popularity'`` (default) every item whose score
-is not positive gets :math:`-1 + \\tfrac12 n_j / \\max_k n_k \\in [-1, -0.5)`
+is not positive gets :math:`-1 + \\tfrac12 n_j / \\max_k n_k \\in [-1, -0.5]`
 (:math:`n_j`: training count, ``DatasetInfo.item_counts``, the ``pop``
 baseline's ranking): it ranks below every item with a positive score, by
-popularity. This is so
-the evaluator's ``ties='standard'`` (optimistic) ranking does not count a
-target with score 0 as ranked right after the positive items (a hit@20
-whenever fewer than 20 items have a positive score). ``fallback='none'``
-returns the raw similarities (zeros tie).
+popularity. This is so the evaluator's ``ties='standard'`` (optimistic)
+ranking does not count a target with score 0 as ranked right after the
+positive items (a hit@20 whenever fewer than 20 items have a positive
+score). ``fallback='none'`` returns the raw similarities (zeros tie).
 
 Departures from the reference (``iknn.py``)
 -------------------------------------------
@@ -59,6 +58,11 @@ Departures from the reference (``iknn.py``)
 * Top-K ties are broken towards lower item ids (the reference's ``argsort``
   order is unspecified); the zero-score fallback above is added (the
   reference leaves zeros).
+* ``remind=False`` (not in the reference; the ``VMContextKNN`` option of
+  session-rec, see :mod:`tfpps.models.sknn`) gives every item of the history
+  window (all ``data.max_len`` items, not only the last ``history_window``)
+  score 0: for data where items are never consumed twice and the protocol
+  does not mask the history (MovieLens, RecBole protocol).
 * PAD (0), OOV (1) and ids outside the vocabulary are dropped from training
   sequences; their rows and columns of the similarity are 0.
 
@@ -66,7 +70,9 @@ Implementation: the similarity rows are built block by block with NumPy from
 an inverted index (work :math:`\\sum_s |s|^2`, memory bounded by the block);
 the model keeps a ``[N, K]`` neighbour table (or the dense ``[N, N]`` matrix
 when ``neighbours=0``, allowed up to 20,000 items) and scores in TensorFlow
-(gather rows, weighted segment sum), batched and graph-compatible.
+(gather rows, weighted segment sum), batched and graph-compatible. On
+ml-100k the ``[N, 100]`` table and the dense matrix equal a brute-force
+:math:`X^\\top X` computation (checked once, not part of the tests).
 """
 from __future__ import annotations
 
@@ -94,6 +100,7 @@ class ItemKNNConfig:
     alpha: float = 0.5  # 0.5 = cosine, 1 = confidence c_ij / s_i (reference alpha=0.5)
     regularization: float = 20.0  # lambda added to both supports (reference lmbd=20)
     decay: str = "none"  # weights of the window's items: none | linear (newest 1, oldest 1/m)
+    remind: bool = True  # history items keep their scores (as in the reference); False: they score 0
     fallback: str = "popularity"  # items with score <= 0: popularity order below the positives | none
     split_sessions: bool = False  # co-occurrence within sessions (session_starts) instead of whole records
 
@@ -270,6 +277,18 @@ def apply_fallback(scores: tf.Tensor, floor: tf.Tensor) -> tf.Tensor:
     return tf.where(scores > 0, scores, tf.broadcast_to(floor[None, :], tf.shape(scores)))
 
 
+def zero_history(scores: tf.Tensor, item_ids: tf.Tensor, length: tf.Tensor) -> tf.Tensor:
+    """``scores [B, N]`` with every item of each history (its first ``length`` ids) set to 0."""
+    ids = tf.cast(item_ids, tf.int32)
+    num_items = tf.shape(scores)[1]
+    pos = tf.range(tf.shape(ids)[1])[None, :]
+    valid = (ids >= 0) & (ids < num_items) & (pos < tf.cast(length, tf.int32)[:, None])
+    rows = tf.broadcast_to(tf.range(tf.shape(ids)[0])[:, None], tf.shape(ids))
+    indices = tf.stack([tf.boolean_mask(rows, valid), tf.boolean_mask(ids, valid)], axis=1)
+    seen = tf.scatter_nd(indices, tf.ones(tf.shape(indices)[:1], tf.int32), tf.shape(scores)) > 0
+    return tf.where(seen, tf.zeros_like(scores), scores)
+
+
 def window_weights(item_ids: tf.Tensor, length: tf.Tensor, window: int, decay: str) -> tuple[tf.Tensor, tf.Tensor]:
     """The last ``window`` (0 = all) items of each left-aligned history and their weights, ``[B, W]`` each."""
     item_ids = tf.cast(item_ids, tf.int64)
@@ -330,6 +349,8 @@ class ItemKNN:
                 tf.reshape(rows, [-1]), tf.reshape(segments, [-1]), batch * self.num_items
             )
             scores = tf.reshape(scores, [batch, self.num_items])
+        if not p.remind:
+            scores = zero_history(scores, features["item_ids"], features["length"])
         if p.fallback == "popularity":
             scores = apply_fallback(scores, self.floor)
         return scores
