@@ -36,7 +36,7 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6"],
+        "test": ["pytest>=7", "hypothesis>=6", "pandas>=2"],
         "gcp": ["apache-beam[gcp]==2.77.0"],
     },
     cmdclass={"build_py": BuildPyWithConfigs},

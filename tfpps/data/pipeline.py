@@ -173,10 +173,11 @@ def read_tfrecords(
     file_ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
         file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=False)
+    cycle = max(1, min(num_parallel_reads, len(files)))
     ds = file_ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-        cycle_length=max(1, min(num_parallel_reads, len(files))),
-        num_parallel_calls=PARALLELISM,
+        cycle_length=cycle,
+        num_parallel_calls=min(PARALLELISM, cycle),
         deterministic=True,
     )
     if shuffle and shuffle_buffer > 0:
