@@ -160,6 +160,17 @@ class DatasetDir:
         return int(self.meta.get("counts", {}).get(split, 0))
 
 
+def training_records(data, run, seed: int) -> tf.data.Dataset:
+    """``data``'s shuffled training records with the run's reader settings (``run.data``)."""
+    return data.records(
+        "train",
+        shuffle=True,
+        seed=seed,
+        shuffle_buffer=run.data.shuffle_buffer,
+        num_parallel_reads=run.data.num_parallel_reads,
+    )
+
+
 def read_tfrecords(
     files: list[str],
     kind: str,

@@ -104,7 +104,7 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, positive, probability
-from tfpps.data.pipeline import finish
+from tfpps.data.pipeline import finish, training_records
 from tfpps.data.schema import BASKET, FIRST_ID, PAD_ID
 from tfpps.models.base import DatasetInfo, SequentialModel
 from tfpps.registry import register
@@ -330,13 +330,7 @@ class HRM(SequentialModel):
         dataset declares its cardinality (one counting pass), so ``fit`` works
         with ``steps_per_execution > 1``.
         """
-        records = data.records(
-            "train",
-            shuffle=True,
-            seed=epoch_seed,
-            shuffle_buffer=run.data.shuffle_buffer,
-            num_parallel_reads=run.data.num_parallel_reads,
-        )
+        records = training_records(data, run, epoch_seed)
         batch_size = run.train.batch_size
         if data.info().kind == BASKET:
             total = _count_basket(data)

@@ -88,7 +88,7 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import choice, positive, probability
-from tfpps.data.pipeline import finish
+from tfpps.data.pipeline import finish, training_records
 from tfpps.data.schema import FIRST_ID
 from tfpps.models.base import DatasetInfo, SequentialModel
 from tfpps.registry import register
@@ -212,13 +212,7 @@ class NARM(SequentialModel):
         The dataset declares its cardinality (one counting pass over the
         records), so ``fit`` works with ``steps_per_execution > 1``.
         """
-        records = data.records(
-            "train",
-            shuffle=True,
-            seed=epoch_seed,
-            shuffle_buffer=run.data.shuffle_buffer,
-            num_parallel_reads=run.data.num_parallel_reads,
-        )
+        records = training_records(data, run, epoch_seed)
         ds = narm_prefix_examples(records, run.data.max_len, params.truncate)
         ds = ds.filter(lambda ex: ex["target_item"] >= FIRST_ID)
         if run.data.shuffle_buffer > 0:
