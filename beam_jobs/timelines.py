@@ -43,8 +43,22 @@ class TimelineOptions:
 
 
 def order_events(events: Iterable[dict]) -> list[dict]:
-    """Time order; ties keep the input order of same-timestamp events stable by (session, basket, item)."""
-    return sorted(events, key=lambda e: (e["timestamp"], str(e.get("session_id") or ""), str(e.get("basket_id") or "")))
+    """Time order, with a total tie-break (session, basket, item, event type).
+
+    The order events arrive in after a shuffle (``GroupByKey``) is arbitrary, so
+    same-timestamp events (items of one basket) must be ordered by their content
+    for the job to give the same splits on every run and runner.
+    """
+    return sorted(
+        events,
+        key=lambda e: (
+            e["timestamp"],
+            str(e.get("session_id") or ""),
+            str(e.get("basket_id") or ""),
+            str(e["item_id"]),
+            str(e.get("event_type") or ""),
+        ),
+    )
 
 
 def sessionize(events: list[dict], gap_seconds: int) -> list[list[dict]]:

@@ -66,3 +66,13 @@ def test_min_lengths_and_consecutive_dedup():
 def test_unknown_split_mode():
     with pytest.raises(ValueError, match="unknown split"):
         timelines.TimelineOptions(split="random")
+
+
+def test_same_timestamp_order_does_not_depend_on_arrival_order():
+    evs = [ev("c", 10), ev("a", 10), ev("b", 10), ev("d", 20)]
+    outs = {
+        tuple(r["item_ids"] + [r["target_item"]])
+        for perm in (evs, evs[::-1], evs[1:] + evs[:1])
+        for r in timelines.build_user_records("u", perm, timelines.TimelineOptions(split="loo")).test
+    }
+    assert outs == {("a", "b", "c", "d")}
