@@ -84,7 +84,7 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         self.state = {"best": -math.inf, "best_epoch": -1, "wait": 0, "history": []}
         if self.state_path.exists():
             self.state = json.loads(self.state_path.read_text())
-        self.has_valid = data.count("valid") > 0 or bool(data.files("valid"))
+        self.has_valid = data.count("valid") > 0  # empty shards (e.g. --split=time without --valid_days) mean no validation
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.time()
