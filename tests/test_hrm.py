@@ -8,6 +8,7 @@ import tfpps  # noqa: F401  (before TensorFlow)
 import tensorflow as tf
 
 from tfpps.config import ConfigError, RunConfig, build_run_config
+from tfpps.evaluation.metrics import ranks_from_scores_np
 from tfpps.data.pipeline import prefix_examples
 from tfpps.models.base import DatasetInfo
 from tfpps.models.hrm import HRM, HRMConfig, basket_examples, last_real_items, masked_pool
@@ -310,10 +311,9 @@ def test_basket_training_examples_and_scoring():
 
 # ---------------------------------------------------------------------------- learning
 def _recall_at(scores, targets, k):
-    scores = scores.copy()
-    scores[:, :2] = -np.inf
-    rank = (scores > scores[np.arange(len(targets)), targets][:, None]).sum(1) + 1
-    return float((rank <= k).mean())
+    """Recall@k with the evaluator's ranking (PAD and OOV excluded)."""
+    pad_oov = np.arange(scores.shape[1]) < 2
+    return float((ranks_from_scores_np(scores, np.asarray(targets), exclude_mask=pad_oov) <= k).mean())
 
 
 def test_learns_user_and_last_item_dependence_better_than_popularity():

@@ -8,6 +8,7 @@ import tfpps  # noqa: F401  (before TensorFlow)
 import tensorflow as tf
 
 from tfpps.config import ConfigError, RunConfig, build_run_config
+from tfpps.evaluation.metrics import ranks_from_scores_np
 from tfpps.models.base import DatasetInfo
 from tfpps.models.narm import NARM, NARMConfig, narm_prefix_examples
 
@@ -248,10 +249,9 @@ def _markov_sequences(rng, successors, count, length):
 
 
 def _recall_at(scores, targets, k):
-    scores = scores.copy()
-    scores[:, :2] = -np.inf
-    rank = (scores > scores[np.arange(len(targets)), targets][:, None]).sum(1) + 1
-    return float((rank <= k).mean())
+    """Recall@k with the evaluator's ranking (PAD and OOV excluded)."""
+    pad_oov = np.arange(scores.shape[1]) < 2
+    return float((ranks_from_scores_np(scores, np.asarray(targets), exclude_mask=pad_oov) <= k).mean())
 
 
 def test_learns_a_markov_chain_better_than_popularity():

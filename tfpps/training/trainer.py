@@ -145,8 +145,7 @@ def train(run: RunConfig, fresh: bool = False) -> dict:
     model = build_model(run, data)
     start = time.time()
     if entry.family == registry.NONNEURAL:
-        model.fit_data(data)
-        model.save_weights(str(run_dir / BEST_WEIGHTS)) if hasattr(model, "save_weights") else None
+        model.fit_data(data)  # no weights to save: tfpps.evaluate refits non-neural models
         history = {"history": [{"epoch": 1, "train_seconds": round(time.time() - start, 3)}]}
     else:
         model.compile(optimizer=make_optimizer(run.train), steps_per_execution=run.train.steps_per_execution)
