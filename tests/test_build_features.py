@@ -35,7 +35,7 @@ def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("job")
     log = write_log(tmp / "events.csv", extra_bytes=b"u5,\xff\xfe,1000,5\n")
     out = tmp / "dataset"
-    stats = build_features.run([f"--source=csv", f"--input={log}", f"--output={out}", "--split=loo", *IN_MEMORY])
+    stats = build_features.run(["--source=csv", f"--input={log}", f"--output={out}", "--split=loo", *IN_MEMORY])
     return out, stats
 
 
