@@ -30,6 +30,8 @@ setup(
         "tensorflow-io==0.37.1",
         "apache-beam[tfrecord]==2.77.0",
         "keras-tuner==1.4.8",
+        "scipy>=1.10",  # keras-tuner's BayesianOptimization (keras-tuner[bayesian])
+        "scikit-learn>=1.3",
         "numpy<2",
         "pyyaml>=6",
         "pyarrow>=14",
@@ -38,6 +40,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6", "pandas>=2"],
         "gcp": ["apache-beam[gcp]==2.77.0"],
+        "scann": ["scann==1.3.2"],  # ScaNN index for tfpps.export (the release built for TensorFlow 2.16)
     },
     cmdclass={"build_py": BuildPyWithConfigs},
     entry_points={"console_scripts": ["tfpps-train=tfpps.train:main"]},

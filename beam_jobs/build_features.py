@@ -15,7 +15,7 @@ multi-process mode on all local cores.
 Stages (each counted in ``stats.json`` and the printed summary):
 read (bad rows -> ``dead_letter/``), rating / event-type filters, exact
 de-duplication, iterative k-core, per-user ordering + sessionization,
-split (``--split=loo|last_session|time``), vocabularies (index 0 = PAD,
+split (``--split=loo|last_session|time|fo``), vocabularies (index 0 = PAD,
 1 = OOV, then by training frequency), encoding with the shared feature spec
 (:mod:`tfpps.data.schema`) and sharded gzip TFRecords per split.
 The output directory appears only when the job succeeds (written to a
@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min_session_length", type=int, default=1, help="drop sessions shorter than this")
     p.add_argument("--test_days", type=float, default=1.0, help="--split=time: last N days are test")
     p.add_argument("--valid_days", type=float, default=0.0, help="--split=time: N days before test are valid")
+    p.add_argument("--test_size", type=float, default=0.2, help="--split=fo: random share of all interactions for test")
+    p.add_argument("--valid_size", type=float, default=0.1, help="--split=fo: random share of the rest for validation")
+    p.add_argument("--split_seed", type=int, default=2021, help="--split=fo: seed of the random assignment")
     p.add_argument("--basket_by", default="id", choices=examples.BASKET_BY, help="--kind=basket: group baskets by basket_id, timestamp or day")
     p.add_argument("--queries_from", default="log", choices=["log", "categories"], help="--kind=search: queries from the log's query column or from item category paths (Ai et al.)")
     p.add_argument("--test_fraction", type=float, default=0.3, help="--kind=search: last fraction of each user's purchases for test")
@@ -103,6 +106,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         raise JobError(f"--split={args.split} applies to --kind=sequential; {args.kind} examples have their own split (see --help)")
     if args.split == "time" and args.test_days <= 0:
         raise JobError(f"--test_days={args.test_days}: must be > 0 with --split=time")
+    if not 0.0 < args.test_size < 1.0:
+        raise JobError(f"--test_size={args.test_size}: must be in (0, 1)")
+    if not 0.0 <= args.valid_size < 1.0:
+        raise JobError(f"--valid_size={args.valid_size}: must be in [0, 1)")
     return args, beam_args
 
 
@@ -152,8 +159,8 @@ def vocab_lines(vocab: list[tuple[str, int]]):
 class EncodeFn(beam.DoFn):
     """(split, record with string tokens) -> (split, serialized tf.train.Example); drops unusable records."""
 
-    def __init__(self, kind: str, drop_unseen_eval_items: bool):
-        self.kind, self.drop_unseen = kind, drop_unseen_eval_items
+    def __init__(self, kind: str, drop_unseen_eval_items: bool, min_train_items: int = 2):
+        self.kind, self.drop_unseen, self.min_train_items = kind, drop_unseen_eval_items, min_train_items
 
     def process(self, element, item_vocab, user_vocab, word_vocab, query_vocab):
         from tfpps.data import schema
@@ -165,7 +172,7 @@ class EncodeFn(beam.DoFn):
             if example is None:
                 return
             example["user_id"] = user
-            n = len(example["item_ids"]) + (1 if example["target_item"] else 0)
+            n = len(example["item_ids"]) + (1 if example["target_item"] else 0) + len(example.get("target_items", ()))
         elif self.kind == "basket":
             baskets = [[item_vocab.get(t, schema.OOV_ID) for t in b] for b in rec["baskets"]]
             example = {
@@ -205,17 +212,20 @@ class EncodeFn(beam.DoFn):
             if len(items) < 2:
                 yield beam.pvalue.TaggedOutput("counts", (f"{split}_records_too_short", 1))
                 return None
-        if split == "train" and len(items) < 2:
+        if split == "train" and len(items) < self.min_train_items:
             yield beam.pvalue.TaggedOutput("counts", ("train_records_too_short", 1))
             return None
         target = item_vocab.get(rec["target_item"], schema.OOV_ID) if rec["target_item"] is not None else schema.PAD_ID
-        return {
+        example = {
             "session_id": session_hash(rec["session_key"]),
             "item_ids": items,
             "timestamps": times,
             "session_starts": starts,
             "target_item": target,
         }
+        if "target_items" in rec:  # multi-target evaluation record (--split=fo)
+            example["target_items"] = [item_vocab.get(t, schema.OOV_ID) for t in rec["target_items"]]
+        return example
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -230,6 +240,9 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         dedup_consecutive=args.dedup_consecutive,
         test_days=args.test_days,
         valid_days=args.valid_days,
+        test_size=args.test_size,
+        valid_size=args.valid_size,
+        split_seed=args.split_seed,
     )
     ex_opts = examples.ExampleOptions(
         basket_by=args.basket_by,
@@ -337,7 +350,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         index[name] = beam.pvalue.AsSingleton(vocab | f"{name}Index" >> beam.Map(lambda v: {t: i for i, (t, _) in enumerate(v)}))
     empty = beam.pvalue.AsSingleton(p | "NoVocab" >> beam.Create([{}]))
     encoded = records | "Encode" >> beam.ParDo(
-        EncodeFn(args.kind, not keep_zero),
+        EncodeFn(args.kind, not keep_zero, min_train_items=1 if args.split == "fo" else 2),
         item_vocab=index["items"],
         user_vocab=index["users"],
         word_vocab=index.get("words", empty),
@@ -379,7 +392,7 @@ def item_occurrences(kind: str, split: str, rec: dict) -> list[tuple[str, int]]:
     """(item token, training count increment) for every item a record mentions."""
     train = int(split == "train")
     if kind == "sequential":
-        out = [(t, train) for t in rec["item_ids"]]
+        out = [(t, train) for t in rec["item_ids"]] + [(t, 0) for t in rec.get("target_items", ())]
         return out + ([(rec["target_item"], 0)] if rec["target_item"] is not None else [])
     if kind == "basket":
         return [(t, train) for b in rec["baskets"] for t in b] + [(t, 0) for t in rec["target_items"]]
@@ -513,6 +526,7 @@ def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float
         "num_queries": len(_vocab_rows(tmp_out, "queries")),
         "counts": {s: per_split[s]["records"] for s in schema.SPLITS},
         "has_item_meta": FileSystems.exists(f"{tmp_out}/{schema.VOCAB_DIR}/item_meta.jsonl"),
+        "eval_targets": "multi" if args.split == "fo" else "single",
         "flags": {k: v for k, v in vars(args).items() if k not in ("input", "output")},
         "format_version": 1,
     }
@@ -567,7 +581,7 @@ def summary_table(stats: dict) -> str:
     for s, v in stats["splits"].items():
         rows.append((f"{s}: records / interactions / shards", f"{v['records']} / {v['interactions']} / {v['shards']}"))
     for k in sorted(st):
-        if k.endswith(("_unseen_items_removed", "_records_too_short")) or k in ("short_sessions_removed", "short_users_removed"):
+        if k.endswith(("_unseen_items_removed", "_records_too_short")) or k in ("short_sessions_removed", "short_users_removed") or k.startswith("fo_"):
             rows.append((k.replace("_", " "), st[k]))
     rows.append(("elapsed seconds", stats["elapsed_seconds"]))
     width = max(len(r[0]) for r in rows)

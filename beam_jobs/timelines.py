@@ -17,13 +17,29 @@ Split modes (``--split``)
     temporal cut-off (GRU4Rec / NARM protocol): sessions ending in the last
     ``test_days`` days are test, the ``valid_days`` before validation, the rest
     train. One record per session.
+``fo``
+    random hold-out of interactions (Tran et al.'s ``fo`` split,
+    ``deezer/recsys21-hlr`` ``huitre/data/splitter.py``): a random
+    ``test_size`` of ALL interactions is test, then a random ``valid_size`` of
+    the rest is validation (72/8/20 with the defaults). The split is global,
+    not stratified per user. Each interaction draws its split from a keyed
+    hash of (``split_seed``, user, item, timestamp) (:func:`fo_split_of`), so
+    the result is the same on every run and runner and needs no global
+    shuffle; the shares are ``test_size`` and ``(1 - test_size) * valid_size``
+    in expectation (binomial noise) rather than exactly rounded counts as
+    scikit-learn's ``train_test_split`` gives. One training record per user
+    (its training interactions, time ordered) and multi-target evaluation
+    records: validation = training history -> ``target_items`` (the
+    validation interactions), test = training + validation history ->
+    ``target_items`` (the test interactions).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Iterable
 
-SPLIT_MODES = ("loo", "last_session", "time")
+SPLIT_MODES = ("loo", "last_session", "time", "fo")
 SESSION_SPLITS = ("last_session", "time")
 
 
@@ -36,10 +52,31 @@ class TimelineOptions:
     dedup_consecutive: bool = False
     test_days: float = 1.0
     valid_days: float = 0.0
+    test_size: float = 0.2  # --split=fo: share of all interactions held out for test
+    valid_size: float = 0.1  # --split=fo: share of the remaining interactions held out for validation
+    split_seed: int = 2021  # --split=fo: key of the random assignment (the original's random_state)
 
     def __post_init__(self):
         if self.split not in SPLIT_MODES:
             raise ValueError(f"unknown split {self.split!r}; expected one of {', '.join(SPLIT_MODES)}")
+        if not 0.0 < self.test_size < 1.0:
+            raise ValueError(f"test_size={self.test_size}: must be in (0, 1)")
+        if not 0.0 <= self.valid_size < 1.0:
+            raise ValueError(f"valid_size={self.valid_size}: must be in [0, 1)")
+
+
+def fo_uniform(seed: int, user: str, event: dict) -> float:
+    """A uniform number in ``[0, 1)`` fixed by (seed, user, item, timestamp): the same on every runner."""
+    key = f"{seed}\x1f{user}\x1f{event['item_id']}\x1f{int(event['timestamp'])}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2.0**64
+
+
+def fo_split_of(seed: int, user: str, event: dict, test_size: float, valid_size: float) -> str:
+    """``"test"`` with probability ``test_size``, else ``"valid"`` with probability ``valid_size``, else ``"train"``."""
+    u = fo_uniform(seed, user, event)
+    if u < test_size:
+        return "test"
+    return "valid" if (u - test_size) / (1.0 - test_size) < valid_size else "train"
 
 
 def order_events(events: Iterable[dict]) -> list[dict]:
@@ -178,6 +215,9 @@ def build_user_records(user: str, events: Iterable[dict], opts: TimelineOptions,
         out.test.append(_record(user, [kept[-1]], key(len(kept) - 1)))
         return out
 
+    if opts.split == "fo":
+        return _fo_records(user, kept, opts, out)
+
     # time split
     test_from = max_timestamp - opts.test_days * 86400
     valid_from = test_from - opts.valid_days * 86400
@@ -185,4 +225,27 @@ def build_user_records(user: str, events: Iterable[dict], opts: TimelineOptions,
         end = s[-1]["timestamp"]
         split = "test" if end > test_from else "valid" if end > valid_from else "train"
         getattr(out, split).append(_record(user, [s], key(i)))
+    return out
+
+
+def _fo_records(user: str, kept: list[list[dict]], opts: TimelineOptions, out: UserRecords) -> UserRecords:
+    """``--split=fo``: random hold-out of this user's interactions (see the module docstring)."""
+    part = {id(e): fo_split_of(opts.split_seed, user, e, opts.test_size, opts.valid_size) for s in kept for e in s}
+
+    def only(splits: tuple[str, ...]) -> list[list[dict]]:
+        sessions = [[e for e in s if part[id(e)] in splits] for s in kept]
+        return [s for s in sessions if s]
+
+    def items(split: str) -> list[str]:
+        return [e["item_id"] for s in kept for e in s if part[id(e)] == split]
+
+    for split in ("train", "valid", "test"):
+        out.counters[f"fo_{split}_interactions"] = sum(1 for v in part.values() if v == split)
+    train = only(("train",))
+    if train:
+        out.train.append(_record(user, train, f"{user}#0"))
+    if items("valid"):
+        out.valid.append({**_record(user, train, f"{user}#0"), "target_items": items("valid")})
+    if items("test"):
+        out.test.append({**_record(user, only(("train", "valid")), f"{user}#0"), "target_items": items("test")})
     return out

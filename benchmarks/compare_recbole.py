@@ -43,6 +43,20 @@ TFPPS_ARGS = {
     "gru4rec": ["--set", "model_params.layers=[64]", "--set", "model_params.logq=1.0"],
     # NARM with embedding 64 and RecBole's hidden size 128; official code's masked-softmax attention
     "narm": ["--set", "model_params.embedding_size=64", "--set", "model_params.hidden_size=128"],
+    # HRM: configs/models/hrm.yaml (RecBole's settings, the paper's untied output vectors) with batch 512,
+    # the best of {tied, untied} x {512, 4096} on validation NDCG@10; long epoch cap, early stopping
+    "hrm": ["--batch_size=512", "--epochs=300"],
+}
+# RecBole reference settings. "converged": trained until early stopping on valid NDCG@10 (batch 512 for the
+# RNNs so they converge in tens of epochs on CPU; HRM's run with RecBole's benchmark batch 4096 converged in
+# 53 epochs). "capped": the quick 8-epoch setting (lr 5e-3, RecBole's best on ml-1m), still rising at the cap.
+REFERENCE_PROFILES = {
+    "converged": {
+        "gru4rec": {"epochs": 40, "lr": 1e-3, "batch": 512, "patience": 5},
+        "narm": {"epochs": 40, "lr": 1e-3, "batch": 512, "patience": 5},
+        "hrm": {"epochs": 300, "lr": 1e-3, "batch": 4096, "patience": 10},
+    },
+    "capped": {m: {"epochs": 8, "lr": 5e-3, "batch": 4096, "patience": 10} for m in ("gru4rec", "narm", "hrm")},
 }
 OFFICIAL_ARGS = [
     "--dataset=yoochoose-100k", "--set", "eval.ks=[5,10,20]", "--valid_metric=recall@20",
@@ -63,19 +77,23 @@ def run_tfpps(model: str, extra: list[str], tag: str, reuse: bool = False) -> di
     return json.loads(out.read_text())
 
 
-def protocol_key(model: str, epochs: int, lr: float) -> str:
-    """Identifies a reference run: the model, its epoch cap and learning rate (the protocol is fixed in run_recbole.py)."""
+def protocol_key(model: str, epochs: int, lr: float, batch: int = 4096, patience: int = 10) -> str:
+    """Identifies a reference run: the model, epoch cap, learning rate, train batch and early-stopping
+    patience (the rest of the protocol is fixed in run_recbole.py)."""
     text = f"{model}|epochs={epochs}|lr={lr!r}|ml-100k|recbole-protocol-v1"
+    if (batch, patience) != (4096, 10):
+        text += f"|batch={batch}|patience={patience}"
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
-def recbole_result_path(name: str, epochs: int, lr: float) -> Path:
-    return RESULTS / "recbole" / f"{name}-{protocol_key(name, epochs, lr)}.json"
+def recbole_result_path(name: str, epochs: int, lr: float, batch: int = 4096, patience: int = 10) -> Path:
+    return RESULTS / "recbole" / f"{name}-{protocol_key(name, epochs, lr, batch, patience)}.json"
 
 
-def run_recbole(model: str, data_dir: Path, epochs: int, lr: float, reuse: bool, threads: int) -> dict:
+def run_recbole(model: str, data_dir: Path, epochs: int, lr: float, reuse: bool, threads: int,
+                batch: int = 4096, patience: int = 10) -> dict:
     name = RECBOLE_NAMES[model]
-    out = recbole_result_path(name, epochs, lr)
+    out = recbole_result_path(name, epochs, lr, batch, patience)
     if reuse and out.exists() and json.loads(out.read_text()).get("status") == "done":
         print(f"reusing RecBole result {out.relative_to(REPO)}", flush=True)
         return json.loads(out.read_text())
@@ -83,7 +101,8 @@ def run_recbole(model: str, data_dir: Path, epochs: int, lr: float, reuse: bool,
         subprocess.run(["bash", str(RECBOLE_DIR / "setup_env.sh")], check=True, cwd=REPO)
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [str(RECBOLE_PY), str(RECBOLE_DIR / "run_recbole.py"), "--model", name, "--data-dir", str(data_dir),
-           "--epochs", str(epochs), "--lr", repr(lr), "--threads", str(threads), "--out", str(out)]
+           "--epochs", str(epochs), "--lr", repr(lr), "--threads", str(threads), "--out", str(out),
+           "--stopping-step", str(patience), "--set", f"train_batch_size={batch}"]
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO)
     return json.loads(out.read_text())
@@ -136,7 +155,7 @@ def recbole_row(r: dict, label: str) -> dict:
 
 
 COLUMNS = ["framework", "model", "recall@10", "mrr@10", "ndcg@10", "recall@20", "mrr@20", "s/epoch", "examples/s",
-           "epochs", "best epoch", "eval s", "peak MB", "best val ndcg@10 by epoch cap"]
+           "epochs", "best epoch", "eval s", "peak MB", "val ndcg@10 at RecBole epochs"]
 
 
 def curve_plot(curves: dict) -> Path:
@@ -169,12 +188,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="gru4rec,narm")
     p.add_argument("--epochs", type=int, default=20, help="tfpps epoch cap (early stopping: patience 10)")
-    p.add_argument("--recbole-epochs", type=int, default=8,
-                   help="RecBole epoch cap (its protocol takes minutes per epoch on 2 CPU cores; see README)")
-    p.add_argument("--recbole-lr", type=float, default=5e-3, help="RecBole's best learning rate for GRU4Rec and NARM on ml-1m")
+    p.add_argument("--recbole-profile", choices=sorted(REFERENCE_PROFILES), default="converged",
+                   help="RecBole settings per model (see REFERENCE_PROFILES); converged runs take hours on 2 CPU cores")
+    p.add_argument("--recbole-epochs", type=int, default=None, help="override the profile's epoch cap")
+    p.add_argument("--recbole-lr", type=float, default=None, help="override the profile's learning rate")
     p.add_argument("--recbole-threads", type=int, default=1, help="torch threads (1 was fastest on 2 shared cores)")
     p.add_argument("--reuse-reference", action="store_true", help="reuse cached RecBole results for this exact protocol")
     p.add_argument("--reuse-tfpps", action="store_true", help="reuse tfpps results of runs with identical arguments")
+    p.add_argument("--tfpps-result", action="append", default=[], metavar="MODEL=PATH",
+                   help="use this finished tfpps run (a benchmarks.run_tfpps JSON, which records its command) "
+                        "for MODEL instead of training it, e.g. a run with a longer epoch cap")
     p.add_argument("--skip-recbole", action="store_true")
     p.add_argument("--official", action="store_true", help="also run GRU4Rec's own protocol on YOOCHOOSE-100k")
     p.add_argument("--only-official", action="store_true")
@@ -193,13 +216,24 @@ def main(argv=None) -> int:
         stats = json.loads((REPO / "data_out" / "ml-100k" / "stats.json").read_text())
         n_train = stats["splits"]["train"]["interactions"] - stats["splits"]["train"]["records"]
         for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-            r = run_tfpps(model, ["--dataset=ml-100k", *PROTOCOL, f"--epochs={args.epochs}", *TFPPS_ARGS.get(model, [])], f"ml100k-{model}", args.reuse_tfpps)
+            given = dict(item.split("=", 1) for item in args.tfpps_result)
+            if model in given:
+                r = json.loads(Path(given[model]).read_text())
+                r["result_file"] = given[model]
+                print(f"using tfpps result {given[model]}: {' '.join(r.get('argv', []))}", flush=True)
+            else:
+                r = run_tfpps(model, ["--dataset=ml-100k", *PROTOCOL, f"--epochs={args.epochs}", *TFPPS_ARGS.get(model, [])], f"ml100k-{model}", args.reuse_tfpps)
             r["train_examples_per_epoch"] = n_train
             raw[f"tfpps/{model}"] = r
             rows.append(tfpps_row(r, model))
             curves[f"tfpps {model}"] = tfpps_curve(r)
             if not args.skip_recbole and model in RECBOLE_NAMES:
-                rb = run_recbole(model, data_dir, args.recbole_epochs, args.recbole_lr, args.reuse_reference, args.recbole_threads)
+                ref = dict(REFERENCE_PROFILES[args.recbole_profile][model])
+                ref["epochs"] = args.recbole_epochs or ref["epochs"]
+                ref["lr"] = args.recbole_lr or ref["lr"]
+                rb = run_recbole(model, data_dir, ref["epochs"], ref["lr"], args.reuse_reference, args.recbole_threads,
+                                 batch=ref["batch"], patience=ref["patience"])
+                rb["reference_settings"] = ref
                 raw[f"recbole/{model}"] = rb
                 rows.append(recbole_row(rb, model))
                 curves[f"RecBole {model}"] = recbole_curve(rb)
@@ -212,8 +246,9 @@ def main(argv=None) -> int:
                          "recall@10": r["metrics"]["recall@10"], "mrr@10": r["metrics"]["mrr@10"],
                          "s/epoch": r["train_seconds_per_epoch"], "epochs": r["epochs_run"],
                          "test examples": r["metrics"]["num_examples"]})
-    for row in rows:
-        row["best val ndcg@10 by epoch cap"] = at_epoch(curves.get(f"{row['framework']} {row['model']}", []), args.recbole_epochs)
+    for row in rows:  # equal epoch budget: best validation NDCG@10 within the epochs the RecBole run used
+        budget = (raw.get(f"recbole/{row['model']}") or {}).get("epochs_run")
+        row["val ndcg@10 at RecBole epochs"] = at_epoch(curves.get(f"{row['framework']} {row['model']}", []), budget) if budget else None
     info = machine()
     text = table(rows, COLUMNS, "ml-100k, RecBole protocol (test split, full ranking)") if rows else ""
     if official:
@@ -226,7 +261,7 @@ def main(argv=None) -> int:
             print(f"{pair}: tfpps/RecBole  recall@10 x{t['recall@10'] / b['recall@10']:.2f}  ndcg@10 x{t['ndcg@10'] / b['ndcg@10']:.2f}"
                   f"  mrr@10 x{t['mrr@10'] / b['mrr@10']:.2f}  speed per epoch x{b['s/epoch'] / t['s/epoch']:.1f}")
     write_results("compare_recbole", {"started": started, "machine": info, "rows": rows, "official": official, "raw": raw,
-                                      "curves": curves, "recbole_epoch_cap": args.recbole_epochs,
+                                      "curves": curves, "recbole_profile": args.recbole_profile,
                                       "command": "python -m benchmarks.compare_recbole " + " ".join(argv or sys.argv[1:])})
     if rows:
         labels = [f"{r['framework']}\n{r['model']}" for r in rows]

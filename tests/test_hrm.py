@@ -11,6 +11,7 @@ from tfpps.config import ConfigError, RunConfig, build_run_config
 from tfpps.evaluation.metrics import ranks_from_scores_np
 from tfpps.data.pipeline import prefix_examples
 from tfpps.models.base import DatasetInfo
+from tfpps.data.pipeline import basket_eval_examples
 from tfpps.models.hrm import HRM, HRMConfig, basket_examples, last_real_items, masked_pool
 
 NUM_ITEMS, NUM_USERS = 8, 5
@@ -307,6 +308,39 @@ def test_basket_training_examples_and_scoring():
     assert model.score_items(feats).shape == (2, NUM_ITEMS)
     model.compile(optimizer=tf.keras.optimizers.Adam(0.01))
     model.fit(ds, epochs=1, verbose=0)
+
+
+def test_next_basket_evaluation_ranks_the_whole_next_basket():
+    """Next-basket protocol: the last history basket and the user give one ranking; every item of the
+    held-out basket is relevant. Metrics checked by hand from the model's own scores."""
+    from tfpps.data import schema
+    from tfpps.evaluation import evaluator
+
+    raw = [
+        schema.encode_example("basket", {"user_id": 2, "baskets": [[2, 3], [4, 5]], "basket_timestamps": [1, 2], "target_items": [6, 3]}),
+        schema.encode_example("basket", {"user_id": 3, "baskets": [[7]], "basket_timestamps": [1], "target_items": [2]}),
+        schema.encode_example("basket", {"user_id": 4, "baskets": [[2]], "basket_timestamps": [1], "target_items": []}),
+    ]
+    records = tf.data.Dataset.from_tensor_slices(raw).batch(3).map(lambda b: schema.parse_batch("basket", b)).unbatch()
+    examples = list(basket_eval_examples(records, max_len=3, with_seen=True).as_numpy_iterator())
+    assert len(examples) == 2  # a record without a target basket is not an example
+    assert examples[0]["last_basket"].tolist() == [4, 5] and examples[0]["target_items"].tolist() == [6, 3]
+    assert examples[0]["seen_items"].tolist() == [2, 3, 4, 5] and examples[1]["last_basket"].tolist() == [7]
+    assert examples[0]["item_ids"].tolist() == [3, 4, 5] and examples[0]["length"] == 3  # last max_len items
+
+    model = make_model(kind="basket", embedding_size=4, num_items=NUM_ITEMS)
+    batch_ = next(iter(basket_eval_examples(records, max_len=3).padded_batch(4)))
+    scores = model.score_items(batch_).numpy()
+    metrics = evaluator.evaluate(model.score_items, [batch_], ks=[3], progress=False, num_items=NUM_ITEMS)
+    expected_recall, expected_prec = [], []
+    for row, targets in zip(scores, ([6, 3], [2])):
+        order = [i for i in np.argsort(-row, kind="stable") if i >= 2]  # PAD/OOV are never candidates
+        hits = len(set(order[:3]) & set(targets))
+        expected_recall.append(hits / len(targets))
+        expected_prec.append(hits / 3)
+    assert metrics["num_examples"] == 2
+    assert metrics["recall@3"] == pytest.approx(np.mean(expected_recall))
+    assert metrics["precision@3"] == pytest.approx(np.mean(expected_prec))
 
 
 # ---------------------------------------------------------------------------- learning

@@ -275,3 +275,15 @@ def test_registry_and_yaml_defaults():
     assert build_run_config("itemknn").model_params.regularization == 20.0
     with pytest.raises(ConfigError, match="model_params.k=0"):
         build_run_config("sknn", overrides={"k": "0"})
+
+
+def test_itemknn_reads_basket_records_as_time_ordered_sessions():
+    from tfpps.data import schema
+    from tfpps.models.itemknn import _as_sequence
+
+    raw = schema.encode_example(
+        "basket", {"user_id": 2, "baskets": [[2, 3], [], [4, 5, 6]], "basket_timestamps": [1, 2, 3], "target_items": []}
+    )
+    rec = {k: v[0] for k, v in schema.parse_batch("basket", tf.constant([raw])).items()}
+    got = {k: v.numpy().tolist() for k, v in _as_sequence(rec).items()}
+    assert got == {"user_id": 2, "item_ids": [2, 3, 4, 5, 6], "timestamps": [1, 1, 3, 3, 3], "session_starts": [1, 0, 1, 0, 0]}

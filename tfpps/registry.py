@@ -24,6 +24,9 @@ _MODEL_MODULES = (
     "tfpps.models.itemknn",
     "tfpps.models.sknn",
     "tfpps.models.hrm",
+    "tfpps.models.cml",
+    "tfpps.models.hlrm",
+    "tfpps.models.hrnn",
 )
 
 

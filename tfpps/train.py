@@ -12,7 +12,7 @@ import sys
 
 import tfpps  # noqa: F401
 from tfpps import registry
-from tfpps.config import ConfigError, RunConfig, build_run_config, parse_set_args
+from tfpps.config import ConfigError, RunConfig, build_run_config, load_yaml, parse_set_args
 
 
 def _describe_options() -> str:
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_describe_options(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="model name (see below)")
+    p.add_argument("--model", default=None, help="model name (see below); may be left to the --config file's model:")
     p.add_argument("--dataset", default="synthetic", help="configs/datasets/<name>.yaml (built if missing)")
     p.add_argument("--config", default=None, help="an extra YAML config merged over the model's")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
@@ -59,6 +59,11 @@ def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace]:
         if not eq:
             raise ConfigError(f"--{key}: expected --{key}=VALUE")
         overrides[key.replace("-", "_")] = value
+    if not args.model:
+        model = load_yaml(args.config).get("model") if args.config else None
+        if not model:
+            raise ConfigError("--model is required (or a --config file that names its model:)")
+        args.model = model
     run = build_run_config(args.model, dataset=args.dataset, config_file=args.config, overrides=overrides)
     return run, args
 

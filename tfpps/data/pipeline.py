@@ -9,7 +9,9 @@ below turn records into model examples:
   (the "data augmentation" of Tan et al. / RecBole / NARM), computed in-graph.
 * :func:`eval_examples`: one example per evaluation record (history, target),
   or, for records without a target (whole test sessions, GRU4Rec protocol),
-  one example per next item.
+  one example per next item; with ``multi_target`` (``--split=fo`` datasets,
+  :attr:`DatasetDir.multi_target`) one example per record with all its
+  ``target_items``.
 * :func:`batch_padded`: batching with padding of variable-length features.
 
 Nothing here loads a split into memory; records stream from the shards.
@@ -159,6 +161,11 @@ class DatasetDir:
     def count(self, split: str) -> int:
         return int(self.meta.get("counts", {}).get(split, 0))
 
+    @property
+    def multi_target(self) -> bool:
+        """True when evaluation records hold several held-out items each (``target_items``, ``--split=fo``)."""
+        return self.meta.get("eval_targets") == "multi"
+
 
 def training_records(data, run, seed: int) -> tf.data.Dataset:
     """``data``'s shuffled training records with the run's reader settings (``run.data``)."""
@@ -237,13 +244,24 @@ def prefix_examples(records: tf.data.Dataset, max_len: int, min_history: int = 1
     return records.flat_map(expand)
 
 
-def eval_examples(records: tf.data.Dataset, max_len: int, with_seen: bool = False) -> tf.data.Dataset:
+def eval_examples(
+    records: tf.data.Dataset, max_len: int, with_seen: bool = False, multi_target: bool = False
+) -> tf.data.Dataset:
     """Evaluation examples: (history, target) per record with a ``target_item``;
     every next item of the record when it has none (whole test sessions).
 
     With ``with_seen`` each example also carries ``seen_items``: the record's
     whole history (for masking already-seen items at ranking time).
+
+    With ``multi_target`` every record is one example ``(history, target_items)``:
+    ``item_ids`` the last ``max_len`` items of the record's history,
+    ``target_items`` all its held-out items (0-padded by :func:`batch_padded`)
+    and ``target_item = 0``; records without any target are skipped.
     """
+    if multi_target:
+        return records.filter(lambda rec: tf.size(rec["target_items"]) > 0).map(
+            lambda rec: _multi_target_example(rec, max_len, with_seen)
+        )
 
     def expand(rec):
         items = rec["item_ids"]
@@ -266,6 +284,54 @@ def eval_examples(records: tf.data.Dataset, max_len: int, with_seen: bool = Fals
         return ds
 
     return records.flat_map(expand)
+
+
+def _multi_target_example(rec: dict, max_len: int, with_seen: bool) -> dict:
+    items = tf.cast(rec["item_ids"], tf.int64)
+    n = tf.shape(items, out_type=tf.int64)[0]
+    hist, lengths = _window(items, tf.reshape(n, [1]), max_len)
+    out = {
+        "item_ids": hist[0],
+        "length": lengths[0],
+        "target_item": tf.constant(schema.PAD_ID, tf.int64),
+        "target_items": tf.cast(rec["target_items"], tf.int64),
+        "user_id": tf.cast(rec["user_id"], tf.int64),
+    }
+    if with_seen:
+        out["seen_items"] = items
+    return out
+
+
+def basket_eval_examples(records: tf.data.Dataset, max_len: int, with_seen: bool = False) -> tf.data.Dataset:
+    """Next-basket evaluation examples: one per basket record with a target basket.
+
+    ``target_items`` = the held-out next basket (every item relevant: the
+    multi-target metrics of :mod:`tfpps.evaluation.evaluator`), ``target_item``
+    = PAD, ``last_basket`` = the last history basket (HRM's transaction),
+    ``item_ids``/``length`` = the last ``max_len`` history items, flattened in
+    time order (for item-based models), ``user_id``. With ``with_seen``,
+    ``seen_items`` = every history item (masking repurchases).
+    """
+
+    def to_example(rec):
+        baskets = rec["baskets"]
+        n = baskets.nrows()
+        flat = tf.cast(baskets.flat_values, tf.int64)
+        last = tf.cond(n > 0, lambda: tf.cast(baskets[n - 1], tf.int64), lambda: tf.zeros([0], tf.int64))
+        hist, lengths = _window(flat, tf.reshape(tf.size(flat, out_type=tf.int64), [1]), max_len)
+        out = {
+            "item_ids": hist[0],
+            "length": lengths[0],
+            "last_basket": last,
+            "target_items": tf.cast(rec["target_items"], tf.int64),
+            "target_item": tf.constant(schema.PAD_ID, tf.int64),
+            "user_id": tf.cast(rec["user_id"], tf.int64),
+        }
+        if with_seen:
+            out["seen_items"] = flat
+        return out
+
+    return records.filter(lambda rec: tf.size(rec["target_items"]) > 0).map(to_example)
 
 
 def batch_padded(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool = False) -> tf.data.Dataset:

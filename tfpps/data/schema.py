@@ -22,6 +22,10 @@ Example kinds
     new session starts, for session-aware models) and ``target_item``
     (``PAD_ID`` on training records, whose targets are inside the sequence;
     for evaluation records the item to predict after ``item_ids``).
+    Multi-target evaluation records (``--split=fo``) leave ``target_item``
+    at ``PAD_ID`` and list every held-out item of the user in
+    ``target_items``; ``item_ids`` is then the user's whole known history
+    (the items to mask at ranking time). ``target_items`` is empty elsewhere.
 ``basket``
     ``user_id``, ``baskets`` (ragged item ids, one row per basket, time
     ordered), ``basket_timestamps`` and ``target_items`` (the next basket on
@@ -77,6 +81,7 @@ FEATURES: dict[str, tuple[Feature, ...]] = {
         Feature("timestamps", VARLEN, "event times, epoch seconds, aligned with item_ids"),
         Feature("session_starts", VARLEN, "1 where a new session starts, aligned with item_ids"),
         Feature("target_item", SCALAR, "item to predict after item_ids; PAD_ID on training records"),
+        Feature("target_items", VARLEN, "all held-out items of a multi-target evaluation record (--split=fo); else empty"),
     ),
     BASKET: (
         Feature("user_id", SCALAR, "user vocabulary index"),

@@ -16,6 +16,20 @@ when it occurs in the history (repeat consumption): masking it would make the
 example unrankable, and dropping such examples would bias the average towards
 novel items. Masked items simply never count as ranked ahead of the target.
 
+**Multi-target examples** (features with ``target_items [B, T]``, 0-padded:
+``--split=fo`` datasets) have a set :math:`R_b` of held-out items each. The
+candidates are the same (PAD, OOV and, with ``mask_history``, the history
+excluded; no target ever excluded); :func:`target_positions` places every
+target in the full ranked list: its rank among the NON-target candidates
+(ties as for single targets) plus the number of targets ranked above it, so the
+positions are exactly where the relevant items sit in the ranked list
+(ties between two targets do not change any metric). The multi-target metrics of
+:func:`~tfpps.evaluation.metrics.multi_target_metrics` (Recall = hits / |R|,
+Precision, MAP, NDCG with the ideal DCG of min(|R|, k) hits, MRR of the first
+hit, HitRate) are averaged over the examples that have at least one target;
+duplicate target ids count once. With one target per example they equal the
+single-target metrics.
+
 :func:`evaluate_ranked_lists` averages the multi-relevant (RecBole) metrics of
 top-``K`` lists; :func:`format_table` and :func:`write_metrics` report results.
 
@@ -48,6 +62,7 @@ from tfpps.evaluation.metrics import (
     TIES,
     metric_name,
     multi_relevant_metrics,
+    multi_target_metrics,
     ranks_from_scores,
     single_target_metrics,
 )
@@ -58,6 +73,7 @@ HISTORY_FEATURES = ("item_ids", "seen_items")
 __all__ = [
     "exclusion_mask",
     "rank_batch",
+    "target_positions",
     "evaluate",
     "evaluate_ranked_lists",
     "format_table",
@@ -121,6 +137,58 @@ def rank_batch(
     return ranks_from_scores(scores, targets, ties, mask)
 
 
+def target_positions(
+    scores: tf.Tensor, features: Mapping[str, tf.Tensor], ties: str = "standard", mask_history: bool = False
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Positions in the full ranked list of every item of ``features["target_items"]`` (multi-target rows).
+
+    For target ``t`` of row ``b``: ``1 + #{non-target candidates ahead of t}``
+    (``ties`` as in :func:`~tfpps.evaluation.metrics.ranks_from_scores`; the
+    candidates exclude PAD/OOV and, with ``mask_history``, the history, but
+    never a target) ``+ #{targets ranked above t}`` (ties between targets
+    broken arbitrarily: it changes no metric).
+
+    Returns:
+      ``(positions int32 [B, T], valid bool [B, T])``, sorted so that each row's
+      valid positions come first in ascending order. ``valid`` is false for
+      padding (id 0), ids ``>= N`` and repeated ids.
+
+    Example:
+      >>> f = {"target_items": tf.constant([[4, 2, 0]]), "item_ids": tf.constant([[3]])}
+      >>> s = tf.constant([[9., 9., .5, .9, .8, .1]])   # ranked: 3, 4, 2, 5
+      >>> p, v = target_positions(s, f)
+      >>> p.numpy()[v.numpy()].tolist(), target_positions(s, f, mask_history=True)[0].numpy()[0, :2].tolist()
+      ([2, 3], [1, 2])
+    """
+    scores = tf.convert_to_tensor(scores)
+    if not scores.dtype.is_floating:
+        scores = tf.cast(scores, tf.float32)
+    num_items = tf.shape(scores)[1]
+    targets = tf.cast(features["target_items"], tf.int32)  # [B, T]
+    width = tf.shape(targets)[1]
+    earlier = tf.linalg.band_part(tf.ones([width, width], tf.bool), -1, 0)  # j' <= j
+    earlier = tf.logical_and(earlier, tf.logical_not(tf.eye(width, dtype=tf.bool)))  # j' < j
+    repeated = tf.reduce_any(tf.logical_and(tf.equal(targets[:, :, None], targets[:, None, :]), earlier[None]), axis=2)
+    valid = (targets > 0) & (targets < num_items) & tf.logical_not(repeated)
+    safe = tf.where(valid, targets, tf.zeros_like(targets))
+    batch = tf.shape(targets)[0]
+    rows = tf.broadcast_to(tf.range(batch)[:, None], tf.shape(targets))
+    hit = tf.stack([tf.boolean_mask(rows, valid), tf.boolean_mask(safe, valid)], axis=1)
+    is_target = tf.scatter_nd(hit, tf.ones(tf.shape(hit)[:1], tf.int32), tf.stack([batch, num_items])) > 0
+    excluded = exclusion_mask({**features, "target_item": tf.zeros([batch], tf.int32)}, num_items, mask_history)
+    excluded = tf.logical_or(tf.logical_or(excluded, is_target), tf.equal(tf.range(num_items), 0)[None, :])
+    ranks = tf.map_fn(  # rank of each target among the non-target candidates, one target column at a time
+        lambda column: ranks_from_scores(scores, column, ties, excluded),
+        tf.transpose(safe),
+        fn_output_signature=tf.int32,
+    )  # [T, B]
+    big = tf.int32.max // 2
+    ranks = tf.sort(tf.where(valid, tf.transpose(ranks), big), axis=1)
+    valid = tf.sort(tf.cast(valid, tf.int32), axis=1, direction="DESCENDING") > 0
+    positions = ranks + tf.range(width)[None, :]
+    return tf.where(valid, positions, tf.zeros_like(positions)), valid
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_step(score_fn: ScoreFn, ks: tuple, ties: str, mask_history: bool, jit_score: bool) -> Callable:
     return _make_step(score_fn, ks, ties, mask_history, jit_score)
@@ -130,6 +198,12 @@ def _make_step(score_fn: ScoreFn, ks: tuple, ties: str, mask_history: bool, jit_
     """``features -> (metric sums, batch size, number of scored items)`` for one batch."""
 
     def rank_and_sum(features, scores):
+        if "target_items" in features:  # multi-target rows; rows without a target are not counted
+            positions, valid = target_positions(scores, features, ties, mask_history)
+            keep = tf.reduce_any(valid, axis=1)
+            values = multi_target_metrics(positions, valid, ks)
+            sums = {name: tf.reduce_sum(tf.where(keep, v, tf.zeros_like(v))) for name, v in values.items()}
+            return sums, tf.reduce_sum(tf.cast(keep, tf.int32)), tf.shape(scores)[1]
         ranks = rank_batch(scores, features, ties, mask_history)
         sums = {name: tf.reduce_sum(v) for name, v in single_target_metrics(ranks, ks).items()}
         return sums, tf.shape(ranks)[0], tf.shape(scores)[1]

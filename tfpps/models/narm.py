@@ -269,10 +269,12 @@ class NARM(SequentialModel):
         width = tf.shape(features["item_ids"])[1]
         return tf.pad(weights, [[0, 0], [0, tf.maximum(width - tf.shape(weights)[1], 0)]])[:, :width]
 
-    def _logits(self, features, training: bool) -> tf.Tensor:
+    def _query(self, features, training: bool) -> tf.Tensor:
         context = _theano_dropout(self.encode(features, training)["context"], self.params.dropout_context, training)
-        query = tf.matmul(context, self.bilinear)  # B c, [B, emb]
-        return tf.matmul(query, self.item_embedding, transpose_b=True)  # [B, num_items]
+        return tf.matmul(context, self.bilinear)  # B c, [B, emb]
+
+    def _logits(self, features, training: bool) -> tf.Tensor:
+        return tf.matmul(self._query(features, training), self.item_embedding, transpose_b=True)  # [B, num_items]
 
     # ------------------------------------------------------------------ contract
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
@@ -284,6 +286,14 @@ class NARM(SequentialModel):
 
     def score_items(self, features) -> tf.Tensor:
         return self._logits(features, training=False)
+
+    def query_vectors(self, features) -> tf.Tensor:
+        """``[B, emb]``: ``B c`` at inference, so that ``score_items == query_vectors @ Wemb^T``."""
+        return self._query(features, training=False)
+
+    def item_vectors(self) -> tf.Tensor:
+        """``[num_items, emb]``: the (tied) item embedding ``Wemb``."""
+        return tf.convert_to_tensor(self.item_embedding)
 
     def call(self, features, training: bool = False) -> tf.Tensor:
         return self._logits(features, training)

@@ -163,6 +163,42 @@ def top1_max(scores: tf.Tensor, row_mask=None, col_mask=None, batch_size=None) -
     return _reduce(per_row, _row_weight(scores, row_mask), batch_size)
 
 
+def _mean_over_columns(values: tf.Tensor, col_ok: tf.Tensor) -> tf.Tensor:
+    w = tf.cast(col_ok, values.dtype)[None, :]
+    return tf.math.divide_no_nan(tf.reduce_sum(values * w, axis=1), tf.reduce_sum(w))
+
+
+def top1(scores: tf.Tensor, row_mask=None, col_mask=None, batch_size=None) -> tf.Tensor:
+    """TOP1 of GRU4Rec (2016) as HGRU4Rec's ``top1`` computes it (apply the final activation first).
+
+    Per row ``i`` with usable columns ``C`` (the row's own target included)::
+
+        mean_{j in C} [sigmoid(r_ij - r_ii) + sigmoid(r_ij^2)] - sigmoid(r_ii^2) / batch_size
+
+    i.e. the regulariser of the positive is subtracted with weight
+    ``1/batch_size`` (exactly ``1/|C|`` when there are no extra samples) and
+    the ``sigmoid(0)`` of the diagonal stays in the mean, as in the reference.
+    Returns ``sum(valid rows) / batch_size`` (the reference's mean over its
+    always-full batch).
+    """
+    m, _ = _shape(scores)
+    bs = tf.cast(m if batch_size is None else batch_size, scores.dtype)
+    pos = tf.linalg.diag_part(scores[:, :m])
+    per_col = tf.sigmoid(scores - pos[:, None]) + tf.sigmoid(tf.square(scores))
+    per_row = _mean_over_columns(per_col, _col_ok(scores, col_mask)) - tf.sigmoid(tf.square(pos)) / bs
+    return _reduce(per_row, _row_weight(scores, row_mask), batch_size)
+
+
+def bpr(scores: tf.Tensor, row_mask=None, col_mask=None, batch_size=None) -> tf.Tensor:
+    """BPR of GRU4Rec (2016) as HGRU4Rec's ``bpr``: ``mean_{j in C} -log sigmoid(r_ii - r_ij)``
+    per row (the diagonal's ``log 2`` included), ``sum(valid rows) / batch_size``."""
+    m, _ = _shape(scores)
+    pos = tf.linalg.diag_part(scores[:, :m])
+    per_col = -tf.math.log_sigmoid(pos[:, None] - scores)
+    per_row = _mean_over_columns(per_col, _col_ok(scores, col_mask))
+    return _reduce(per_row, _row_weight(scores, row_mask), batch_size)
+
+
 RANKING_LOSSES = {"bpr-max": bpr_max, "top1-max": top1_max}
 
 

@@ -48,7 +48,12 @@ def open_dataset(run: RunConfig) -> pipeline.DatasetDir:
 
 def eval_batches(data: pipeline.DatasetDir, split: str, run: RunConfig) -> tf.data.Dataset:
     records = data.records(split, num_parallel_reads=run.data.num_parallel_reads)
-    examples = pipeline.eval_examples(records, run.data.max_len, with_seen=run.eval.mask_history)
+    if data.info().kind == "basket":
+        examples = pipeline.basket_eval_examples(records, run.data.max_len, with_seen=run.eval.mask_history)
+        return pipeline.batch_padded(examples, run.eval.batch_size)
+    examples = pipeline.eval_examples(
+        records, run.data.max_len, with_seen=run.eval.mask_history, multi_target=data.multi_target
+    )
     return pipeline.batch_padded(examples, run.eval.batch_size)
 
 
@@ -58,9 +63,16 @@ def build_model(run: RunConfig, data: pipeline.DatasetDir):
 
 
 def evaluate_split(model, data: pipeline.DatasetDir, split: str, run: RunConfig, progress: bool = False) -> dict:
+    """Full-ranking metrics of ``model`` on ``split``. A model with its own ``eval_dataset(data, split, run)``
+    (e.g. HRNN, which streams each user's earlier sessions first) builds its evaluation batches
+    itself; ``None`` from it means the standard ones (next-item, or next-basket on basket data)."""
+    own = getattr(model, "eval_dataset", None)
+    batches = own(data, split, run) if callable(own) else None
+    if batches is None:
+        batches = eval_batches(data, split, run)
     return evaluator.evaluate(
         model.score_items,
-        eval_batches(data, split, run),
+        batches,
         ks=run.eval.ks,
         ties=run.eval.ties,
         mask_history=run.eval.mask_history,
@@ -124,8 +136,12 @@ def save_run_config(run: RunConfig, run_dir: Path) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
 
 
-def train(run: RunConfig, fresh: bool = False) -> dict:
-    """Train ``run`` end to end; returns the test metrics (also in ``<run_dir>/metrics.json``)."""
+def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None) -> dict:
+    """Train ``run`` end to end; returns the test metrics (also in ``<run_dir>/metrics.json``).
+
+    ``init_weights``: a weights checkpoint (e.g. another run's ``weights/best``) to start from instead of
+    the initialisation; Hyperband sweeps continue a trial this way. A backup in the run dir still wins.
+    """
     tf.keras.utils.set_random_seed(run.train.seed)
     data = open_dataset(run)
     run_dir = Path(run.train.run_dir) if run.train.run_dir else default_run_dir(run)
@@ -158,6 +174,8 @@ def train(run: RunConfig, fresh: bool = False) -> dict:
         ]
         if run.train.resume:
             callbacks.insert(0, tf.keras.callbacks.BackupAndRestore(str(run_dir / "backup")))
+        if init_weights:
+            model.load_weights(str(init_weights)).expect_partial()
         model.fit(train_ds, epochs=run.train.epochs, callbacks=callbacks, verbose=run.train.verbose)
         history = validation.state
         model.load_weights(str(run_dir / BEST_WEIGHTS)).expect_partial()
