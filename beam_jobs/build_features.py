@@ -487,7 +487,8 @@ def _vocab_rows(tmp_out: str, name: str) -> list[list[str]]:
     from tfpps.data import schema
 
     text = _read_text(f"{tmp_out}/{schema.VOCAB_DIR}/{schema.VOCAB_FILES[name]}")
-    return [line.split("\t") for line in text.splitlines()] if text is not None else []
+    # split on "\n" only: str.splitlines() would also break ids containing U+2028 / U+2029
+    return [line.split("\t") for line in text.split("\n") if line] if text is not None else []
 
 
 def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float, files: list[str]) -> dict:

@@ -275,7 +275,11 @@ def parse_timestamp(value: Any) -> int:
             raise BadRow("missing_timestamp")
         if _NUMERIC_RE.match(text):
             if text.lstrip("+-").isdigit():
-                return parse_timestamp(int(text))
+                try:
+                    number = int(text)
+                except ValueError:  # more digits than int() accepts (sys.int_info)
+                    raise BadRow(f"bad_timestamp: {short_repr(value)}") from None
+                return parse_timestamp(number)
             return parse_timestamp(float(text))  # may be inf for '1e999' -> bad_timestamp
         epoch = _iso_to_epoch(text)
         if epoch is None:
@@ -345,7 +349,10 @@ def _norm_rating(value: Any) -> float | None:
         value = float(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise BadRow(f"bad_rating: {short_repr(value)}")
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # an int too large for a float, e.g. a 400-digit JSON number
+        raise BadRow(f"bad_rating: {short_repr(value)}") from None
     if not math.isfinite(f):
         raise BadRow(f"bad_rating: {short_repr(f)}")
     return f
