@@ -73,32 +73,30 @@ def main(argv=None) -> int:
         return 0
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     tables, raw, text = {}, {}, []
-    if args.only in (None, "recbole"):
+    recbole_runs = {
+        m: (m, ["--dataset=ml-100k", *PROTOCOL, f"--epochs={args.epochs}", *TFPPS_ARGS.get(m, [])])
+        for m in (m.strip() for m in args.models.split(",")) if m
+    }
+    plan = [  # (table, title, runs: label -> (model, args), tag prefix)
+        ("ml-100k", "ml-100k, RecBole protocol (leave-one-out, full ranking, test split)", recbole_runs, "ml100k-"),
+        ("ml-100k-sessions", "ml-100k-sessions: 30-minute sessions, last session out (every test-session event)",
+         {k: (m, [*SESSION_PROTOCOL, *a]) for k, (m, a) in SESSION_RUNS.items()}, "ml100k-sessions-"),
+        ("tafeng", "Ta-Feng, next basket (every item of the held-out basket relevant)",
+         {k: (m, ["--dataset=tafeng", "--set", "eval.ks=[5,10,20]", *a]) for k, (m, a) in BASKET_RUNS.items()}, "tafeng-"),
+    ]
+    selected = {None: ("ml-100k", "ml-100k-sessions", "tafeng"), "recbole": ("ml-100k",),
+                "sessions": ("ml-100k-sessions",), "basket": ("tafeng",)}[args.only]
+    for name, title, runs, prefix in plan:
+        if name not in selected:
+            continue
         rows = []
-        for model in [m.strip() for m in args.models.split(",") if m.strip()]:
-            extra = ["--dataset=ml-100k", *PROTOCOL, f"--epochs={args.epochs}", *TFPPS_ARGS.get(model, [])]
-            r = run_tfpps(model, extra, f"ml100k-{model}", args.reuse_tfpps)
-            raw[f"ml-100k/{model}"] = r
-            rows.append(row(model, r))
-        tables["ml-100k"] = rows
-        text.append(table(rows, COLUMNS, "ml-100k, RecBole protocol (leave-one-out, full ranking, test split)"))
-    if args.only in (None, "sessions"):
-        rows = []
-        for label, (model, extra) in SESSION_RUNS.items():
-            tag = "ml100k-sessions-" + "".join(c for c in label.replace(" ", "-") if c.isalnum() or c == "-")
-            r = run_tfpps(model, [*SESSION_PROTOCOL, *extra], tag, args.reuse_tfpps)
-            raw[f"ml-100k-sessions/{label}"] = r
+        for label, (model, extra) in runs.items():
+            tag = prefix + "".join(c for c in label.replace(" ", "-") if c.isalnum() or c == "-")
+            r = run_tfpps(model, extra, tag, args.reuse_tfpps)
+            raw[f"{name}/{label}"] = r
             rows.append(row(label, r))
-        tables["ml-100k-sessions"] = rows
-        text.append(table(rows, COLUMNS, "ml-100k-sessions: 30-minute sessions, last session out (every test-session event)"))
-    if args.only in (None, "basket"):
-        rows = []
-        for label, (model, extra) in BASKET_RUNS.items():
-            r = run_tfpps(model, ["--dataset=tafeng", "--set", "eval.ks=[5,10,20]", *extra], f"tafeng-{label}", args.reuse_tfpps)
-            raw[f"tafeng/{label}"] = r
-            rows.append(row(label, r))
-        tables["tafeng"] = rows
-        text.append(table(rows, COLUMNS, "Ta-Feng, next basket (every item of the held-out basket relevant)"))
+        tables[name] = rows
+        text.append(table(rows, COLUMNS, title))
     info = machine()
     print("\n" + "\n\n".join(text) + f"\n\nmachine: {info}")
     write_results("compare_session_models", {"started": started, "machine": info, "tables": tables, "raw": raw,

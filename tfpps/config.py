@@ -316,6 +316,23 @@ def parse_set_args(items: list[str]) -> dict[str, str]:
     return out
 
 
+def parse_override_flags(set_items: list[str], extra: list[str]) -> dict[str, str]:
+    """Overrides from ``--set key=value`` items and leftover ``--key=value`` flags (``-`` read as ``_``).
+
+    >>> parse_override_flags(["train.lr=0.1"], ["--batch-size=32"])
+    {'train.lr': '0.1', 'batch_size': '32'}
+    """
+    overrides = parse_set_args(set_items)
+    for item in extra:
+        if not item.startswith("--"):
+            raise ConfigError(f"unexpected argument {item!r}")
+        key, eq, value = item[2:].partition("=")
+        if not eq:
+            raise ConfigError(f"--{key}: expected --{key}=VALUE")
+        overrides[key.replace("-", "_")] = value
+    return overrides
+
+
 def model_config_path(model: str) -> Path:
     return CONFIG_DIR / "models" / f"{model}.yaml"
 

@@ -12,7 +12,7 @@ import sys
 
 import tfpps  # noqa: F401
 from tfpps import registry
-from tfpps.config import ConfigError, RunConfig, build_run_config, load_yaml, parse_set_args
+from tfpps.config import ConfigError, RunConfig, build_run_config, load_yaml, parse_override_flags
 
 
 def _describe_options() -> str:
@@ -51,14 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace]:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    overrides = parse_set_args(args.set)
-    for item in extra:
-        if not item.startswith("--"):
-            raise ConfigError(f"unexpected argument {item!r}")
-        key, eq, value = item[2:].partition("=")
-        if not eq:
-            raise ConfigError(f"--{key}: expected --{key}=VALUE")
-        overrides[key.replace("-", "_")] = value
+    overrides = parse_override_flags(args.set, extra)
     if not args.model:
         model = load_yaml(args.config).get("model") if args.config else None
         if not model:

@@ -67,7 +67,7 @@ from tfpps.config import (
     apply_overrides,
     build_run_config,
     load_yaml,
-    parse_set_args,
+    parse_override_flags,
     resolve_key,
 )
 
@@ -593,14 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict[str, str]]:
     args, extra = build_parser().parse_known_args(argv)
-    overrides = parse_set_args(args.set)
-    for item in extra:
-        if not item.startswith("--"):
-            raise ConfigError(f"unexpected argument {item!r}")
-        key, eq, value = item[2:].partition("=")
-        if not eq:
-            raise ConfigError(f"--{key}: expected --{key}=VALUE")
-        overrides[key.replace("-", "_")] = value
+    overrides = parse_override_flags(args.set, extra)
     if args.tuner not in TUNERS:
         raise ConfigError(f"--tuner={args.tuner!r}: expected one of {', '.join(TUNERS)}")
     for name in ("max_trials", "executions_per_trial", "max_epochs", "initial_points", "top"):
