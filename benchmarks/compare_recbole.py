@@ -91,9 +91,10 @@ def recbole_result_path(name: str, epochs: int, lr: float, batch: int = 4096, pa
 
 
 def run_recbole(model: str, data_dir: Path, epochs: int, lr: float, reuse: bool, threads: int,
-                batch: int = 4096, patience: int = 10) -> dict:
+                batch: int = 4096, patience: int = 10, seed: int | None = None, out: Path | None = None) -> dict:
+    """Run (or reuse) one RecBole reference; ``seed``/``out`` for repeats with other seeds."""
     name = RECBOLE_NAMES[model]
-    out = recbole_result_path(name, epochs, lr, batch, patience)
+    out = out or recbole_result_path(name, epochs, lr, batch, patience)
     if reuse and out.exists() and json.loads(out.read_text()).get("status") == "done":
         print(f"reusing RecBole result {out.relative_to(REPO)}", flush=True)
         return json.loads(out.read_text())
@@ -103,6 +104,8 @@ def run_recbole(model: str, data_dir: Path, epochs: int, lr: float, reuse: bool,
     cmd = [str(RECBOLE_PY), str(RECBOLE_DIR / "run_recbole.py"), "--model", name, "--data-dir", str(data_dir),
            "--epochs", str(epochs), "--lr", repr(lr), "--threads", str(threads), "--out", str(out),
            "--stopping-step", str(patience), "--set", f"train_batch_size={batch}"]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO)
     return json.loads(out.read_text())

@@ -14,6 +14,16 @@ from tfpps.tasks import losses
 from tfpps.training.adagrad_momentum import AdagradM
 
 
+RECORD_SPEC = {
+    "user_id": tf.TensorSpec([], tf.int64),
+    "session_id": tf.TensorSpec([], tf.int64),
+    "item_ids": tf.TensorSpec([None], tf.int64),
+    "timestamps": tf.TensorSpec([None], tf.int64),
+    "session_starts": tf.TensorSpec([None], tf.int64),
+    "target_item": tf.TensorSpec([], tf.int64),
+}
+
+
 class FakeSessionData:
     """In-memory stand-in for DatasetDir with last-session-out splits: ``users[u]`` = list of sessions;
     the last session of a user is ``test``, the one before ``valid`` (3+ sessions), the rest ``train``."""
@@ -43,15 +53,7 @@ class FakeSessionData:
                     "target_item": np.int64(0),
                 }
 
-        spec = {
-            "user_id": tf.TensorSpec([], tf.int64),
-            "session_id": tf.TensorSpec([], tf.int64),
-            "item_ids": tf.TensorSpec([None], tf.int64),
-            "timestamps": tf.TensorSpec([None], tf.int64),
-            "session_starts": tf.TensorSpec([None], tf.int64),
-            "target_item": tf.TensorSpec([], tf.int64),
-        }
-        return tf.data.Dataset.from_generator(gen, output_signature=spec)
+        return tf.data.Dataset.from_generator(gen, output_signature=RECORD_SPEC)
 
     def count(self, split):
         return sum(1 for _ in self._sessions(split))
@@ -294,15 +296,7 @@ class FakeLooData(FakeSessionData):
                     "target_item": np.int64(target),
                 }
 
-        spec = {
-            "user_id": tf.TensorSpec([], tf.int64),
-            "session_id": tf.TensorSpec([], tf.int64),
-            "item_ids": tf.TensorSpec([None], tf.int64),
-            "timestamps": tf.TensorSpec([None], tf.int64),
-            "session_starts": tf.TensorSpec([None], tf.int64),
-            "target_item": tf.TensorSpec([], tf.int64),
-        }
-        return tf.data.Dataset.from_generator(gen, output_signature=spec)
+        return tf.data.Dataset.from_generator(gen, output_signature=RECORD_SPEC)
 
     def count(self, split):
         return len(self.users)
