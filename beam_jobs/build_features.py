@@ -25,11 +25,14 @@ dataset behind.
 from __future__ import annotations
 
 import argparse
+import glob
 import hashlib
+import heapq
 import posixpath
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -76,12 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid_days", type=float, default=0.0, help="--split=time: N days before test are valid")
     p.add_argument("--test_size", type=float, default=0.2, help="--split=fo: random share of all interactions for test")
     p.add_argument("--valid_size", type=float, default=0.1, help="--split=fo: random share of the rest for validation")
-    p.add_argument("--split_seed", type=int, default=2021, help="--split=fo: seed of the random assignment")
+    p.add_argument("--split_seed", type=int, default=2021, help="--split=fo and --kind=search: seed of the random assignments")
     p.add_argument("--basket_by", default="id", choices=examples.BASKET_BY, help="--kind=basket: group baskets by basket_id, timestamp or day")
     p.add_argument("--queries_from", default="log", choices=["log", "categories"], help="--kind=search: queries from the log's query column or from item category paths (Ai et al.)")
     p.add_argument("--test_fraction", type=float, default=0.3, help="--kind=search: last fraction of each user's purchases for test")
     p.add_argument("--valid_fraction", type=float, default=0.1, help="--kind=search: fraction before the test part for validation")
     p.add_argument("--max_history", type=int, default=100, help="--kind=search: most recent purchases kept as history")
+    p.add_argument("--search_split", default="time", choices=examples.SEARCH_SPLITS, help="--kind=search: each user's test purchases are the last ones (time) or a seeded random draw (random, as the HEM code)")
+    p.add_argument("--test_query_fraction", type=float, default=0.0, help="--kind=search: share of distinct queries held out for evaluation only (HEM: 0.3); every product keeps a training query")
     p.add_argument("--num_shards", type=int, default=4, help="TFRecord shards per split (0 = runner decides)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     return p
@@ -99,7 +104,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if args.session_gap_minutes <= 0:
         raise JobError(f"--session_gap_minutes={args.session_gap_minutes}: must be > 0")
     try:
-        examples.ExampleOptions(basket_by=args.basket_by, test_fraction=args.test_fraction, valid_fraction=args.valid_fraction)
+        examples.ExampleOptions(
+            basket_by=args.basket_by, test_fraction=args.test_fraction, valid_fraction=args.valid_fraction,
+            search_split=args.search_split, test_query_fraction=args.test_query_fraction,
+        )
     except ValueError as exc:
         raise JobError(str(exc)) from None
     if args.kind != "sequential" and args.split != "loo":
@@ -151,6 +159,34 @@ def make_vocab(counts: list[tuple[str, int]], keep_zero: bool) -> list[tuple[str
     return [(schema.PAD_TOKEN, 0), (schema.OOV_TOKEN, 0)] + rows
 
 
+class VocabCombineFn(beam.CombineFn):
+    """``(token, training count)`` pairs (one per token, after ``CombinePerKey(sum)``) -> the vocabulary of
+    :func:`make_vocab`. The accumulator holds only the kept ``(token, count)`` pairs, i.e. the vocabulary
+    itself (zero-count tokens are dropped as they arrive unless ``keep_zero``); nothing else of the
+    PCollection reaches the worker that merges it."""
+
+    def __init__(self, keep_zero: bool):
+        self.keep_zero = keep_zero
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, token_count):
+        if self.keep_zero or token_count[1] > 0:
+            acc.append(tuple(token_count))
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        merged = next(accs, [])
+        for acc in accs:
+            merged.extend(acc)
+        return merged
+
+    def extract_output(self, acc):
+        return make_vocab(acc, keep_zero=True)  # already filtered in add_input
+
+
 def vocab_lines(vocab: list[tuple[str, int]]):
     for i, (token, count) in enumerate(vocab):
         yield f"{i}\t{token}\t{count}"
@@ -180,6 +216,8 @@ class EncodeFn(beam.DoFn):
                 "baskets": baskets,
                 "basket_timestamps": rec["basket_timestamps"],
                 "target_items": [item_vocab.get(t, schema.OOV_ID) for t in rec["target_items"]],
+                "history_query_ids": [query_vocab.get(q, schema.OOV_ID) for q in rec["history_queries"]],
+                "history_timestamps": rec["history_timestamps"],
             }
             n = sum(map(len, baskets)) + len(example["target_items"])
         else:
@@ -190,8 +228,11 @@ class EncodeFn(beam.DoFn):
                 "item_id": item_vocab.get(rec["item_id"], schema.OOV_ID),
                 "history_item_ids": [item_vocab.get(t, schema.OOV_ID) for t in rec["history_item_ids"]],
                 "timestamp": rec["timestamp"],
+                "target_items": [item_vocab.get(t, schema.OOV_ID) for t in rec["target_items"]],
+                "history_query_ids": [query_vocab.get(q, schema.OOV_ID) for q in rec["history_queries"]],
+                "history_timestamps": rec["history_timestamps"],
             }
-            n = 1
+            n = max(1, len(example["target_items"]))
         yield beam.pvalue.TaggedOutput("counts", (f"{split}_records", 1))
         yield beam.pvalue.TaggedOutput("counts", (f"{split}_interactions", n))
         yield split, schema.encode_example(self.kind, example)
@@ -249,6 +290,9 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         test_fraction=args.test_fraction,
         valid_fraction=args.valid_fraction,
         max_history=args.max_history,
+        search_split=args.search_split,
+        test_query_fraction=args.test_query_fraction,
+        split_seed=args.split_seed,
     )
     stats = []
 
@@ -295,9 +339,11 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         events = events | "Dedup" >> cleaning.DropDuplicates()
         stats.append(counted(events, "after_dedup"))
     if args.min_user_interactions > 1 or args.min_item_interactions > 1:
+        checks = []  # kept events == sum of the kept keys' counts, per filter; verified in run()
         events, rounds = events | "KCore" >> cleaning.KCore(
-            args.min_user_interactions, args.min_item_interactions, args.kcore_iterations
+            args.min_user_interactions, args.min_item_interactions, args.kcore_iterations, checks=checks
         )
+        stats.extend(checks)
         for i, r in enumerate(rounds):
             stats.append(counted(r, f"after_kcore_round_{i + 1}"))
 
@@ -311,9 +357,15 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         max_ts = beam.pvalue.AsSingleton(
             events | "Times" >> beam.Map(lambda e: e["timestamp"]) | "MaxTime" >> beam.CombineGlobally(max)
         )
+    test_queries = None
+    if args.kind == "search" and args.test_query_fraction > 0:
+        held_out = events | "HeldOutQueries" >> HeldOutQueries(args.test_query_fraction, args.split_seed)
+        stats.append(counted(held_out, "test_only_queries"))
+        test_queries = beam.pvalue.AsSingleton(held_out | "QuerySet" >> beam.combiners.ToSet())
+    stats.append(counted(events, f"{cleaning.CHECK_PREFIX}group_by_user:expected"))  # == the events _PerUserFn gets
     grouped = events | "KeyByUser" >> beam.Map(lambda e: (e["user_id"], e)) | "GroupByUser" >> beam.GroupByKey()
     timeline = grouped | "PerUser" >> beam.ParDo(
-        _PerUserFn(args.kind, opts, ex_opts), max_timestamp=max_ts if max_ts is not None else 0
+        _PerUserFn(args.kind, opts, ex_opts), max_timestamp=max_ts if max_ts is not None else 0, test_queries=test_queries
     ).with_outputs("counts", main="records")
     records = timeline.records
     stats.append(timeline.counts | "TimelineCounts" >> beam.CombinePerKey(sum))
@@ -336,8 +388,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         vocab = (
             occurrences
             | f"{name}Counts" >> beam.CombinePerKey(sum)
-            | f"{name}List" >> beam.combiners.ToList()
-            | f"{name}Vocab" >> beam.Map(make_vocab, keep_zero=keep_zero or name != "items")
+            | f"{name}Vocab" >> beam.CombineGlobally(VocabCombineFn(keep_zero=keep_zero or name != "items"))
         )
         (
             vocab
@@ -396,7 +447,7 @@ def item_occurrences(kind: str, split: str, rec: dict) -> list[tuple[str, int]]:
         return out + ([(rec["target_item"], 0)] if rec["target_item"] is not None else [])
     if kind == "basket":
         return [(t, train) for b in rec["baskets"] for t in b] + [(t, 0) for t in rec["target_items"]]
-    return [(rec["item_id"], train)] + [(t, 0) for t in rec["history_item_ids"]]
+    return [(rec["item_id"], train)] + [(t, 0) for t in rec["history_item_ids"] + rec["target_items"]]
 
 
 def user_weight(kind: str, split: str, rec: dict) -> int:
@@ -425,6 +476,43 @@ def attach_category_queries(events, metas):
     return {"events": keyed, "queries": queries} | "JoinQueries" >> beam.CoGroupByKey() | "Attach" >> beam.FlatMap(attach)
 
 
+class HeldOutQueries(beam.PTransform):
+    """Events -> the distinct queries held out for evaluation (``--test_query_fraction``), as the HEM split does:
+    a seeded share of all distinct queries, minus one query given back to every product whose queries were all drawn.
+    Works on (item, query) pairs and per-item groups only; no step holds more than one item's queries."""
+
+    def __init__(self, fraction: float, seed: int):
+        super().__init__()
+        self.fraction, self.seed = fraction, seed
+
+    def expand(self, events):
+        fraction, seed = self.fraction, self.seed
+        pairs = (
+            events
+            | "ItemQueryPairs" >> beam.FlatMap(lambda e: [(e["item_id"], q) for q in examples.event_queries(e)])
+            | "DistinctPairs" >> beam.Distinct()
+        )
+        released = (
+            pairs
+            | "QueriesPerItem" >> beam.GroupByKey()
+            | "Release" >> beam.FlatMap(lambda kv: [q] if (q := examples.released_query(seed, kv[0], set(kv[1]), fraction)) else [])
+            | "ReleasedKeyed" >> beam.Map(lambda q: (q, "released"))
+        )
+        drawn = (
+            pairs
+            | "Queries" >> beam.Values()
+            | "DistinctQueries" >> beam.Distinct()
+            | "Drawn" >> beam.Filter(lambda q: examples.query_uniform(seed, q) < fraction)
+            | "DrawnKeyed" >> beam.Map(lambda q: (q, "drawn"))
+        )
+        return (
+            (drawn, released)
+            | "BothKinds" >> beam.Flatten()
+            | "ByQuery" >> beam.GroupByKey()
+            | "NotReleased" >> beam.FlatMap(lambda kv: [kv[0]] if "released" not in set(kv[1]) else [])
+        )
+
+
 def encode_item_text(meta: dict, item_vocab: dict, word_vocab: dict):
     from tfpps.data import schema
 
@@ -441,15 +529,17 @@ class _PerUserFn(beam.DoFn):
     def __init__(self, kind: str, opts: timelines.TimelineOptions, ex_opts: examples.ExampleOptions):
         self.kind, self.opts, self.ex_opts = kind, opts, ex_opts
 
-    def process(self, kv, max_timestamp=0):
+    def process(self, kv, max_timestamp=0, test_queries=None):
         user, evs = kv
+        evs = list(evs)
+        yield beam.pvalue.TaggedOutput("counts", (f"{cleaning.CHECK_PREFIX}group_by_user:kept", len(evs)))
         if self.kind == "sequential":
             out = timelines.build_user_records(user, evs, self.opts, max_timestamp or 0)
             by_split, counters = out.by_split(), out.counters
         elif self.kind == "basket":
             by_split, counters = examples.build_basket_records(user, evs, self.ex_opts)
         else:
-            by_split, counters = examples.build_search_records(user, evs, self.ex_opts)
+            by_split, counters = examples.build_search_records(user, evs, self.ex_opts, test_queries)
         for split, recs in by_split.items():
             for rec in recs:
                 yield split, rec
@@ -483,20 +573,40 @@ def read_stats(tmp_out: str) -> dict:
     return stats
 
 
-def _vocab_rows(tmp_out: str, name: str) -> list[list[str]]:
+def _vocab_rows(tmp_out: str, name: str):
+    """The rows of a vocabulary file, streamed (the user vocabulary can be as large as the user base)."""
     from tfpps.data import schema
 
-    text = _read_text(f"{tmp_out}/{schema.VOCAB_DIR}/{schema.VOCAB_FILES[name]}")
-    # split on "\n" only: str.splitlines() would also break ids containing U+2028 / U+2029
-    return [line.split("\t") for line in text.split("\n") if line] if text is not None else []
+    path = f"{tmp_out}/{schema.VOCAB_DIR}/{schema.VOCAB_FILES[name]}"
+    if not FileSystems.exists(path):
+        return
+    with FileSystems.open(path) as fh:
+        for raw in fh:  # binary lines end at b"\n" only, so ids containing U+2028 / U+2029 stay whole
+            line = raw.decode("utf-8").rstrip("\n")
+            if line:
+                yield line.split("\t")
+
+
+def _vocab_size(tmp_out: str, name: str) -> int:
+    return sum(1 for _ in _vocab_rows(tmp_out, name))
 
 
 def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float, files: list[str]) -> dict:
     """Write stats.json and dataset.json next to the shards; returns the stats."""
     from tfpps.data import schema
 
-    items, users = _vocab_rows(tmp_out, "items"), _vocab_rows(tmp_out, "users")
-    top = sorted(items[2:], key=lambda r: -int(r[2]))[:20]
+    num_items, item_count_total = 0, 0
+
+    def item_rows():
+        nonlocal num_items, item_count_total
+        for i, row in enumerate(_vocab_rows(tmp_out, "items")):
+            num_items, item_count_total = num_items + 1, item_count_total + int(row[2])
+            if i >= 2:  # PAD, OOV
+                yield i, row
+
+    # the 20 most frequent items (ties in index order), without holding the vocabulary
+    top = [row for _, row in heapq.nsmallest(20, item_rows(), key=lambda ir: (-int(ir[1][2]), ir[0]))]
+    num_users = _vocab_size(tmp_out, "users")
     shards = {s: FileSystems.match([f"{tmp_out}/{s}/part-*"])[0].metadata_list for s in schema.SPLITS}
     per_split = {
         s: {"records": stats.get(f"{s}_records", 0), "interactions": stats.get(f"{s}_interactions", 0), "shards": len(shards[s])}
@@ -508,23 +618,23 @@ def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float
         "kind": args.kind,
         "split": args.split,
         "elapsed_seconds": round(elapsed, 2),
-        "stages": {k: v for k, v in sorted(stats.items()) if not k.startswith("dead_letter_reason:")},
+        "stages": {k: v for k, v in sorted(stats.items()) if not k.startswith(("dead_letter_reason:", cleaning.CHECK_PREFIX))},
         "dead_letter_reasons": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("dead_letter_reason:")},
         "splits": per_split,
-        "num_items": len(items),
-        "num_users": len(users),
+        "num_items": num_items,
+        "num_users": num_users,
         "item_popularity_top20": [{"item": r[1], "train_count": int(r[2])} for r in top],
-        "train_item_counts_total": sum(int(r[2]) for r in items),
+        "train_item_counts_total": item_count_total,
     }
     _write_text(f"{tmp_out}/{schema.STATS_FILE}", json.dumps(full, indent=2) + "\n")
     meta = {
         "kind": args.kind,
         "split": args.split,
         "source": args.source,
-        "num_items": len(items),
-        "num_users": len(users),
-        "num_words": len(_vocab_rows(tmp_out, "words")),
-        "num_queries": len(_vocab_rows(tmp_out, "queries")),
+        "num_items": num_items,
+        "num_users": num_users,
+        "num_words": _vocab_size(tmp_out, "words"),
+        "num_queries": _vocab_size(tmp_out, "queries"),
         "counts": {s: per_split[s]["records"] for s in schema.SPLITS},
         "has_item_meta": FileSystems.exists(f"{tmp_out}/{schema.VOCAB_DIR}/item_meta.jsonl"),
         "eval_targets": "multi" if args.split == "fo" else "single",
@@ -539,29 +649,129 @@ def is_local(path: str) -> bool:
     return "://" not in path
 
 
+# Scratch directories beside the output: ``.<name>.tmp-<host>-<pid>-<hex>`` (the job writes there) and
+# ``.<name>.old-<host>-<pid>-<hex>`` (a replaced output, during the swap). Both are hidden siblings, so
+# ``<output>`` itself is only ever absent or complete.
+PUBLISHING_MARKER = "_PUBLISHING"  # object stores: present in <output> while its files are being moved in
+
+
+def scratch_path(out: str, kind: str) -> str:
+    """A fresh hidden sibling of ``out`` (``kind`` = ``tmp`` or ``old``) naming this host and process."""
+    parent, name = posixpath.split(out) if not is_local(out) else os.path.split(out)
+    return f"{parent}/.{name}.{kind}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed child its parent has not reaped yet is a zombie: dead for our purposes
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def remove_stale_scratch(out: str) -> list[str]:
+    """Delete local scratch dirs of ``out`` left by killed runs on this host (their process is gone);
+    returns what was removed. Scratch dirs of live runs, and of other hosts, are left alone."""
+    parent, name = os.path.split(out)
+    host, removed = socket.gethostname(), []
+    for kind in ("tmp", "old"):
+        prefix = f".{name}.{kind}-"
+        for path in sorted(glob.glob(os.path.join(glob.escape(parent), glob.escape(prefix) + "*"))):
+            parts = os.path.basename(path)[len(prefix):].rsplit("-", 2)
+            if len(parts) == 3 and parts[0] == host and parts[1].isdigit() and not _pid_alive(int(parts[1])):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+    return removed
+
+
+def _files_under(path: str) -> list[str]:
+    """Every file below ``path`` on any Beam filesystem (object stores have no directories to list)."""
+    try:
+        return sorted(m.path for m in FileSystems.match([f"{path}/**"])[0].metadata_list)
+    except Exception:  # BeamIOError when nothing matches on some filesystems
+        return []
+
+
+def output_exists(out: str) -> bool:
+    if is_local(out):
+        return os.path.exists(out)
+    return FileSystems.exists(out) or bool(_files_under(out))
+
+
+def is_dead_publish(out: str) -> bool:
+    """An object-store output whose publish was killed: the marker is there, ``dataset.json`` is not."""
+    from tfpps.data import schema
+
+    return (not is_local(out) and FileSystems.exists(f"{out}/{PUBLISHING_MARKER}")
+            and not FileSystems.exists(f"{out}/{schema.DATASET_FILE}"))
+
+
+def _delete_remote_tree(path: str) -> None:
+    """Delete every file under ``path``; ``dataset.json`` first, so no reader takes a half-deleted dataset
+    for a complete one."""
+    from tfpps.data import schema
+
+    files = _files_under(path)
+    first = [f for f in files if f == f"{path}/{schema.DATASET_FILE}"]
+    for group in (first, [f for f in files if f not in first]):
+        if group:
+            FileSystems.delete(group)
+    if FileSystems.exists(path):  # filesystems with directories (HDFS)
+        FileSystems.delete([path])
+
+
 def publish(tmp_out: str, out: str) -> None:
     """Move the finished temp output to its final place.
 
-    Locally this is one atomic directory rename. Object stores have no
-    directories: files are renamed one by one and ``dataset.json`` last, so a
-    reader that sees ``dataset.json`` sees a complete dataset.
+    Locally the output appears in one atomic directory rename; an existing
+    output (``--overwrite``) is first renamed aside, so ``out`` is at every
+    moment either absent, the old dataset or the new one.
+
+    Object stores (GCS, S3) have no directories and no atomic rename:
+    ``FileSystems.rename`` copies and deletes file by file. There the old
+    output is deleted (``dataset.json`` first), a ``_PUBLISHING`` marker is
+    written, the files are moved with ``dataset.json`` last, and the marker is
+    removed. A reader that finds ``dataset.json`` sees a complete dataset of
+    one run; a publish killed half-way leaves no ``dataset.json`` (so the
+    reader refuses the directory) and the marker, and the next run replaces
+    it even without ``--overwrite``.
     """
-    if is_local(out):
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(tmp_out, out)
-        return
     from tfpps.data import schema
 
-    if FileSystems.exists(f"{out}/{schema.DATASET_FILE}"):
-        FileSystems.delete([out])
-    srcs = sorted(m.path for m in FileSystems.match([f"{tmp_out}/**"])[0].metadata_list)
-    marker = [p for p in srcs if p.endswith("/" + schema.DATASET_FILE)]
+    if is_local(out):
+        old = None
+        if os.path.lexists(out):
+            old = scratch_path(out, "old")
+            os.replace(out, old)
+        try:
+            os.replace(tmp_out, out)
+        except OSError:
+            if old is not None:
+                os.replace(old, out)  # put the old dataset back
+            raise
+        if old is not None:
+            if os.path.isdir(old) and not os.path.islink(old):
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.remove(old)
+        return
+    if output_exists(out):
+        _delete_remote_tree(out)
+    _write_text(f"{out}/{PUBLISHING_MARKER}", tmp_out + "\n")
+    srcs = _files_under(tmp_out)
+    marker = [p for p in srcs if p == f"{tmp_out}/{schema.DATASET_FILE}"]
     rest = [p for p in srcs if p not in marker]
     for group in (rest, marker):
         if group:
             FileSystems.rename(group, [out + p[len(tmp_out):] for p in group])
-    FileSystems.delete([tmp_out])
+    FileSystems.delete([f"{out}/{PUBLISHING_MARKER}"])
+    _delete_remote_tree(tmp_out)
 
 
 def summary_table(stats: dict) -> str:
@@ -599,21 +809,35 @@ def run(argv: list[str]) -> dict:
     check_files(args.source, files)
     meta_files = expand_inputs([s for s in args.metadata.split(",") if s.strip()]) if args.metadata else []
     out = args.output.rstrip("/")
-    if (FileSystems.exists(out) if not is_local(out) else os.path.exists(out)) and not args.overwrite:
+    if is_local(out):
+        out = os.path.abspath(out)
+        remove_stale_scratch(out)  # what killed runs left beside the output
+    if output_exists(out) and not args.overwrite and not is_dead_publish(out):
         raise JobError(f"--output={args.output}: already exists (pass --overwrite to replace it)")
-    parent, name = posixpath.split(out) if not is_local(out) else os.path.split(os.path.abspath(out))
-    tmp_out = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp_out = scratch_path(out, "tmp")
     if is_local(tmp_out):
         os.makedirs(tmp_out)
     start = time.time()
+    ok = False
     try:
         with beam.Pipeline(options=pipeline_options(beam_args)) as p:
             build_pipeline(p, args, files, meta_files, tmp_out)
-        stats = finalize(tmp_out, args, read_stats(tmp_out), time.time() - start, files)
-        publish(tmp_out, out if not is_local(out) else os.path.abspath(out))
+        raw_stats = read_stats(tmp_out)
+        failed = cleaning.failed_checks(raw_stats)
+        if failed:
+            raise JobError(f"internal check failed, nothing written: {failed[0]} (the runner lost or duplicated data)")
+        stats = finalize(tmp_out, args, raw_stats, time.time() - start, files)
+        publish(tmp_out, out)
+        ok = True
     finally:
-        if is_local(tmp_out) and os.path.exists(tmp_out):
-            shutil.rmtree(tmp_out, ignore_errors=True)
+        if is_local(tmp_out):
+            if os.path.exists(tmp_out):
+                shutil.rmtree(tmp_out, ignore_errors=True)
+        elif not ok:
+            try:
+                _delete_remote_tree(tmp_out)
+            except Exception:  # never hide the job's own error
+                pass
     return stats
 
 

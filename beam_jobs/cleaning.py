@@ -1,8 +1,20 @@
 """Cleaning transforms: rating/event filters, de-duplication and k-core filtering.
 
-Everything is keyed joins and combiners, so no step needs a whole
-PCollection in one worker's memory (the k-core counts are joined back with
-``CoGroupByKey`` rather than broadcast as a side input).
+Everything is combiners, keyed joins and vocabulary-sized side inputs, so no
+step needs a whole PCollection of events in one worker's memory. The k-core
+counts are combiners (``CombinePerKey(sum)``, lifted: partial counts before
+the shuffle). The item filter then broadcasts the surviving items (a subset of
+the item vocabulary) and filters the events where they are, with no shuffle
+of events and no worker holding a popular item's events (Beam Python's
+``CoGroupByKey`` materialises each key's values as a list). The user filter
+joins the counts back per user with ``CoGroupByKey``, which holds one user's
+events at a time, as the job's per-user step does anyway.
+
+Every filter also emits a check: the events it kept must number exactly the
+sum of the counts of the keys it kept. The job compares the two after the run
+and fails instead of publishing if they differ (a runner that lost or
+duplicated data: the join-based item filter once lost half of the events of a
+2.4M-event run on the multi-process DirectRunner).
 """
 from __future__ import annotations
 
@@ -43,16 +55,34 @@ class DropDuplicates(beam.PTransform):
 
 
 class FilterByKeyCount(beam.PTransform):
-    """Keep events whose ``field`` value occurs at least ``min_count`` times."""
+    """Keep events whose ``field`` value occurs at least ``min_count`` times.
 
-    def __init__(self, field: str, min_count: int, label: str):
+    ``broadcast=True``: the surviving keys go to every worker as a side input
+    (use it for a field whose vocabulary may be held in memory: items); the
+    events are filtered in place. ``broadcast=False``: the counts are joined
+    back per key (``CoGroupByKey``; one key's events in memory at a time).
+    """
+
+    def __init__(self, field: str, min_count: int, label: str, broadcast: bool = False, checks: list | None = None):
         super().__init__(label)
-        self.field, self.min_count = field, min_count
+        self.field, self.min_count, self.broadcast, self.checks = field, min_count, broadcast, checks
 
     def expand(self, events):
+        out = self._filter(events)
+        if self.checks is not None:
+            self.checks.extend(count_check(self._counts, out, self.min_count, self.label))
+        return out
+
+    def _filter(self, events):
         field, min_count = self.field, self.min_count
+        if self.broadcast:
+            counts = events | "Ones" >> beam.Map(lambda e: (e[field], 1)) | "Count" >> beam.CombinePerKey(sum)
+            self._counts = counts
+            kept = counts | "Kept" >> beam.Filter(lambda kc: kc[1] >= min_count)
+            return events | "Keep" >> beam.Filter(lambda e, keys: e[field] in keys, keys=beam.pvalue.AsDict(kept))
         keyed = events | "Key" >> beam.Map(lambda e: (e[field], e))
         counts = keyed | "Ones" >> beam.Map(lambda kv: (kv[0], 1)) | "Count" >> beam.CombinePerKey(sum)
+        self._counts = counts
 
         def emit(kv):
             _, grouped = kv
@@ -63,6 +93,38 @@ class FilterByKeyCount(beam.PTransform):
         return {"events": keyed, "count": counts} | "Join" >> beam.CoGroupByKey() | "Keep" >> beam.FlatMap(emit)
 
 
+CHECK_PREFIX = "check:"
+
+
+def count_check(counts, kept_events, min_count: int, name: str) -> list:
+    """Two one-element PCollections, ``("check:<name>:expected", sum of the counts >= min_count)`` and
+    ``("check:<name>:kept", number of kept events)``; see :func:`failed_checks`."""
+    expected = (
+        counts
+        | "CheckExpected" >> beam.FlatMap(lambda kc: [kc[1]] if kc[1] >= min_count else [])
+        | "CheckExpectedSum" >> beam.CombineGlobally(sum)
+        | "CheckExpectedName" >> beam.Map(lambda n: (f"{CHECK_PREFIX}{name}:expected", n))
+    )
+    kept = (
+        kept_events
+        | "CheckKept" >> beam.combiners.Count.Globally()
+        | "CheckKeptName" >> beam.Map(lambda n: (f"{CHECK_PREFIX}{name}:kept", n))
+    )
+    return [expected, kept]
+
+
+def failed_checks(stats: dict) -> list[str]:
+    """One line per check whose kept count differs from its expected count."""
+    bad = []
+    for key in sorted(stats):
+        if key.startswith(CHECK_PREFIX) and key.endswith(":expected"):
+            name = key[len(CHECK_PREFIX):-len(":expected")]
+            kept = stats.get(f"{CHECK_PREFIX}{name}:kept", 0)
+            if kept != stats[key]:
+                bad.append(f"{name} kept {kept} events where the counts say {stats[key]}")
+    return bad
+
+
 class KCore(beam.PTransform):
     """Iterative k-core: alternately drop items and users with too few interactions.
 
@@ -71,16 +133,18 @@ class KCore(beam.PTransform):
     user can see whether the filter converged.
     """
 
-    def __init__(self, min_user: int, min_item: int, iterations: int):
+    def __init__(self, min_user: int, min_item: int, iterations: int, checks: list | None = None):
         super().__init__()
-        self.min_user, self.min_item, self.iterations = min_user, min_item, iterations
+        self.min_user, self.min_item, self.iterations, self.checks = min_user, min_item, iterations, checks
 
     def expand(self, events):
         rounds = []
         for i in range(self.iterations):
             if self.min_item > 1:
-                events = events | f"Items{i}" >> FilterByKeyCount("item_id", self.min_item, f"ItemCore{i}")
+                events = events | f"Items{i}" >> FilterByKeyCount(
+                    "item_id", self.min_item, f"ItemCore{i}", broadcast=True, checks=self.checks
+                )
             if self.min_user > 1:
-                events = events | f"Users{i}" >> FilterByKeyCount("user_id", self.min_user, f"UserCore{i}")
+                events = events | f"Users{i}" >> FilterByKeyCount("user_id", self.min_user, f"UserCore{i}", checks=self.checks)
             rounds.append(events)
         return events, rounds

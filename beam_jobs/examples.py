@@ -7,24 +7,53 @@ Basket records (``--kind=basket``)
     the validation target, earlier baskets the training record.
 
 Search records (``--kind=search``), after Ai et al. (SIGIR 2017)
-    every purchase with a query gives one (user, query, item) example; the
-    query text is tokenized, Porter-stemmed and de-duplicated the same way for
-    logged queries and for queries built from category paths. Each user's
-    purchases are split in time order: the last ``test_fraction`` go to test,
-    the ``valid_fraction`` before them to validation. ``history_item_ids`` of
-    an example are the user's *training* purchases made before it, so
-    evaluation never sees the held-out items as history.
+    every purchase with a query gives (user, query, item) pairs; the query
+    text is tokenized, Porter-stemmed and de-duplicated the same way for
+    logged queries and for queries built from category paths.
+
+    A user's repeat purchases of an item are dropped (the first is kept):
+    the Amazon dumps hold one review per (user, item), and the evaluation
+    removes the user's training purchases from the ranking, so a repeat could
+    never be retrieved.
+
+    *Purchases* are split per user (``search_split``): ``time`` puts the last
+    ``test_fraction`` of each user's purchases in test and the
+    ``valid_fraction`` before them in validation; ``random`` draws them at
+    random, with a draw fixed by (``split_seed``, user) so every runner makes
+    the same one (``scripts/split_train_test_data.py`` of the HEM code draws
+    30% of each user's reviews at random).
+
+    *Queries* can be held out too (``test_query_fraction``, 0.3 in the HEM
+    code): that share of the distinct queries is test-only, except that every
+    product keeps at least one training query (one of its queries is
+    released back when all of them were drawn). Training pairs then use only
+    training queries and evaluation pairs only held-out ones, so every
+    evaluation query is unseen in training, as in the HEM data. The held-out
+    set is computed by the Beam job (:func:`query_uniform`,
+    :func:`released_query`) and passed to :func:`build_search_records`.
+
+    Training records are one per (purchase, query) with ``history_item_ids``
+    = the user's training purchases made before it (the ``max_history``
+    most recent), ``history_queries`` the (first training) query of each and
+    ``history_timestamps`` their times (for HRNN-search's query sessions). Evaluation records are one per (user, query) of the split,
+    with ``target_items`` = every item the user bought with that query in the
+    split (the qrels of the HEM evaluation) and ``history_item_ids`` = ALL the
+    user's training purchases (the items removed from the ranking; models
+    keep only the most recent ones as input).
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
-from typing import Iterable
+import random
+from typing import Collection, Iterable
 
 from beam_jobs.sources import porter_stem, tokenize
 from beam_jobs.timelines import order_events
 
 BASKET_BY = ("id", "timestamp", "day")
+SEARCH_SPLITS = ("time", "random")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +63,17 @@ class ExampleOptions:
     test_fraction: float = 0.3
     valid_fraction: float = 0.1
     max_history: int = 100
+    search_split: str = "time"
+    test_query_fraction: float = 0.0
+    split_seed: int = 2021
 
     def __post_init__(self):
         if self.basket_by not in BASKET_BY:
             raise ValueError(f"unknown basket grouping {self.basket_by!r}; expected one of {', '.join(BASKET_BY)}")
+        if self.search_split not in SEARCH_SPLITS:
+            raise ValueError(f"unknown search split {self.search_split!r}; expected one of {', '.join(SEARCH_SPLITS)}")
+        if not 0 <= self.test_query_fraction < 1:
+            raise ValueError(f"test_query_fraction={self.test_query_fraction}: must be in [0, 1)")
         if not 0 < self.test_fraction < 1 or not 0 <= self.valid_fraction < 1 or self.test_fraction + self.valid_fraction >= 1:
             raise ValueError("test_fraction and valid_fraction must be in (0, 1) and sum to less than 1")
 
@@ -94,41 +130,119 @@ def build_basket_records(user: str, events: Iterable[dict], opts: ExampleOptions
 
 
 # ----------------------------------------------------------------------------- search
-def build_search_records(user: str, events: Iterable[dict], opts: ExampleOptions) -> tuple[dict[str, list[dict]], dict]:
-    """One record per (purchase, query); see the module docstring for the split."""
-    purchases = [e for e in order_events(events) if e.get("queries") or (e.get("query") or "").strip()]
-    counters = {"users_in": 1, "events_without_query": 0}
+def event_queries(event: dict) -> list[str]:
+    """The normalised, de-duplicated queries of one event (its ``queries`` list, else its ``query``)."""
+    out: dict[str, None] = {}
+    for q in event.get("queries") or [event.get("query") or ""]:
+        words = normalize_words(q)
+        if words:
+            out.setdefault(" ".join(words), None)
+    return list(out)
+
+
+def _uniform(*parts: object) -> float:
+    key = "\x1f".join(str(p) for p in parts).encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2.0**64
+
+
+def query_uniform(seed: int, query: str) -> float:
+    """A uniform number in ``[0, 1)`` fixed by (seed, query); a query is a test candidate when it is below the fraction."""
+    return _uniform(seed, "query", query)
+
+
+def released_query(seed: int, item: str, queries: Collection[str], fraction: float) -> str | None:
+    """The query given back to training when ALL of ``item``'s queries were drawn for test (else None).
+
+    Which one is a seeded draw fixed by (seed, item, query), like the HEM script's random pick.
+    """
+    if not queries or any(query_uniform(seed, q) >= fraction for q in queries):
+        return None
+    return min(sorted(queries), key=lambda q: _uniform(seed, "release", item, q))
+
+
+def _eval_positions(user: str, n: int, opts: ExampleOptions) -> tuple[set[int], set[int]]:
+    """(test, valid) purchase positions of a user with ``n`` purchases."""
+    n_test = max(1, math.floor(n * opts.test_fraction + 0.5)) if n >= 2 else 0
+    n_valid = math.floor(n * opts.valid_fraction + 0.5) if n - n_test >= 2 else 0
+    if opts.search_split == "time":
+        order = list(range(n - 1, -1, -1))
+    else:
+        order = list(range(n))
+        random.Random(f"{opts.split_seed}\x1f{user}").shuffle(order)
+    return set(order[:n_test]), set(order[n_test : n_test + n_valid])
+
+
+def build_search_records(
+    user: str, events: Iterable[dict], opts: ExampleOptions, test_queries: Collection[str] | None = None
+) -> tuple[dict[str, list[dict]], dict]:
+    """Training pairs and per-(user, query) evaluation records; see the module docstring.
+
+    ``test_queries``: the held-out queries (``None``: no query hold-out).
+    """
+    purchases, bought = [], set()
+    counters = {"users_in": 1}
+    for e in order_events(events):
+        if not event_queries(e):
+            continue
+        if e["item_id"] in bought:  # one example per (user, item), like one review per (user, item) in Amazon dumps
+            counters["repeat_purchases_dropped"] = counters.get("repeat_purchases_dropped", 0) + 1
+            continue
+        bought.add(e["item_id"])
+        purchases.append(e)
     out: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
     if not purchases:
         counters["short_users_removed"] = 1
         return out, counters
     n = len(purchases)
-    n_test = max(1, math.floor(n * opts.test_fraction + 0.5)) if n >= 2 else 0
-    n_valid = math.floor(n * opts.valid_fraction + 0.5) if n - n_test >= 2 else 0
-    n_train = n - n_test - n_valid
+    test_pos, valid_pos = _eval_positions(user, n, opts)
+    split_of = ["test" if i in test_pos else "valid" if i in valid_pos else "train" for i in range(n)]
+    train_history = [_history_entry(e, test_queries) for e, s in zip(purchases, split_of) if s == "train"]
     counters.update(users=1, interactions=n)
-    history: list[str] = []
-    for i, e in enumerate(purchases):
-        split = "train" if i < n_train else "valid" if i < n_train + n_valid else "test"
-        queries = e.get("queries") or [e["query"]]
-        for q in queries:
-            words = normalize_words(q)
-            if not words:
-                counters["empty_queries"] = counters.get("empty_queries", 0) + 1
+
+    def count(name: str) -> None:
+        counters[name] = counters.get(name, 0) + 1
+
+    history: list[tuple[str, str, int]] = []
+    grouped: dict[tuple[str, str], dict] = {}
+    for e, split in zip(purchases, split_of):
+        for query in event_queries(e):
+            held_out = test_queries is not None and query in test_queries
+            if test_queries is not None and held_out != (split != "train"):
+                count("pairs_dropped_query_holdout")
                 continue
-            out[split].append(
-                {
-                    "user_id": user,
-                    "query": " ".join(words),
-                    "query_words": words,
-                    "item_id": e["item_id"],
-                    "history_item_ids": history[-opts.max_history :],
-                    "timestamp": int(e["timestamp"]),
+            if split == "train":
+                out["train"].append({
+                    "user_id": user, "query": query, "query_words": query.split(" "), "item_id": e["item_id"],
+                    **_history_fields(history[-opts.max_history :]), "timestamp": int(e["timestamp"]),
+                    "target_items": [],
+                })
+                continue
+            rec = grouped.get((split, query))
+            if rec is None:
+                rec = grouped[(split, query)] = {
+                    "user_id": user, "query": query, "query_words": query.split(" "), "item_id": e["item_id"],
+                    **_history_fields(train_history), "timestamp": int(e["timestamp"]), "target_items": [],
                 }
-            )
+                out[split].append(rec)
+            if e["item_id"] not in rec["target_items"]:
+                rec["target_items"].append(e["item_id"])
         if split == "train":
-            history.append(e["item_id"])
+            history.append(_history_entry(e, test_queries))
     return out, counters
+
+
+def _history_entry(event: dict, test_queries: Collection[str] | None) -> tuple[str, str, int]:
+    """(item, the first training query it was bought with ("" if none), timestamp) of a training purchase."""
+    queries = [q for q in event_queries(event) if test_queries is None or q not in test_queries]
+    return event["item_id"], (queries[0] if queries else ""), int(event["timestamp"])
+
+
+def _history_fields(history: list[tuple[str, str, int]]) -> dict:
+    return {
+        "history_item_ids": [h[0] for h in history],
+        "history_queries": [h[1] for h in history],
+        "history_timestamps": [h[2] for h in history],
+    }
 
 
 def item_text_words(meta: dict, max_words: int = 200) -> list[str]:

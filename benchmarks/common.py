@@ -105,3 +105,16 @@ def bar_plot(name: str, labels: list[str], series: dict[str, list[float]], ylabe
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def run_tfpps_cached(out: Path, argv: list[str], reuse: bool) -> dict:
+    """Train with ``python -m benchmarks.run_tfpps --out OUT -- ARGV`` (result JSON at ``out``); with ``reuse``,
+    return an existing result instead when it was made with exactly the same ``argv``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if reuse and out.exists() and json.loads(out.read_text()).get("argv") == argv:
+        print(f"reusing {out.relative_to(REPO)}", flush=True)
+        return json.loads(out.read_text())
+    cmd = [sys.executable, "-m", "benchmarks.run_tfpps", "--out", str(out), "--", *argv]
+    print("$ " + " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return json.loads(out.read_text())

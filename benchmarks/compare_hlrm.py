@@ -30,12 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
-from benchmarks.common import REPO, RESULTS, bar_plot, machine, table, write_results
+from benchmarks.common import REPO, RESULTS, bar_plot, machine, run_tfpps_cached, table, write_results
 
-PY = sys.executable
 DATASET = "ml-100k-fo"
 MODELS = ("hlrm", "cml", "itemknn", "pop")
 NEURAL = ("hlrm", "cml")
@@ -55,16 +53,9 @@ def shared_input() -> str:
 
 def run_model(model: str, extra: list[str], reuse: bool, tag: str) -> dict:
     out = RESULTS / "runs" / f"hlrm-bench-{model}-{tag}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     argv = [f"--model={model}", f"--dataset={DATASET}", *PROTOCOL, *MODEL_ARGS.get(model, []), *extra,
             f"--run_dir=runs/bench-{DATASET}-{model}-{tag}", "--verbose=2"]
-    if reuse and out.exists() and json.loads(out.read_text()).get("argv") == argv:
-        print(f"reusing {out.relative_to(REPO)}", flush=True)
-        return json.loads(out.read_text())
-    cmd = [PY, "-m", "benchmarks.run_tfpps", "--out", str(out), "--", *argv]
-    print("$ " + " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    return json.loads(out.read_text())
+    return run_tfpps_cached(out, argv, reuse)
 
 
 def main(argv: list[str] | None = None) -> int:

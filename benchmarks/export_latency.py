@@ -1,10 +1,12 @@
 """Latency of exported models on CPU: one request, and a batch of 256 requests (p50/p99).
 
-    python -m benchmarks.export_latency [--models gru4rec,narm] [--epochs 1] [--single 500] [--batched 60] [--reuse]
+    python -m benchmarks.export_latency [--models gru4rec,narm,sknn,vsknn] [--dataset auto|synthetic|ml-100k|...]
+        [--epochs 1] [--single 500] [--batched 60] [--reuse] [--name export_latency]
 
-Trains each model briefly (``--epochs``) on MovieLens-100K when the shared
-data is there (RecBole's protocol, ``configs/datasets/ml-100k.yaml``), else
-on the synthetic default (the output says which), exports it with
+Trains each model briefly (``--epochs``; the KNN baselines are just fitted)
+on MovieLens-100K when the shared data is there (RecBole's protocol,
+``configs/datasets/ml-100k.yaml``), else on the synthetic default (the output
+says which; ``--dataset`` picks one), exports it with
 ``tfpps.export`` (BruteForce, and ScaNN as well when the ``scann`` package
 is installed, with the overlap of its top-10 with BruteForce's),
 reloads the SavedModel with ``tf.saved_model.load`` and times its
@@ -13,7 +15,7 @@ calls it: raw user and item ids in (the lookup runs in the graph), top-10
 item ids and scores out, ``.numpy()`` included. Requests are real test-split
 histories (most recent 50 items), a different one per call. The GPU is
 hidden: these are CPU numbers. Prints a table and writes
-``benchmarks/results/export_latency.{json,png}``.
+``benchmarks/results/<name>.{json,png}`` (``--name``, default ``export_latency``).
 """
 from __future__ import annotations
 
@@ -44,10 +46,12 @@ BATCH = 256
 K = 10
 
 
-def pick_dataset() -> tuple[str, str]:
-    if (shared_data_dir() / "ml-100k" / "ml-100k.inter").exists():
+def pick_dataset(name: str = "auto") -> tuple[str, str]:
+    if name == "synthetic" or (name == "auto" and not (shared_data_dir() / "ml-100k" / "ml-100k.inter").exists()):
+        return "synthetic", "synthetic default" + (" (no ml-100k under the shared data folder)" if name == "auto" else "")
+    if name in ("auto", "ml-100k"):
         return "ml-100k", "MovieLens-100K (ratings >= 3, 10-core, leave-one-out)"
-    return "synthetic", "synthetic default (no ml-100k under the shared data folder)"
+    return name, name
 
 
 def train_briefly(model: str, dataset: str, epochs: int, reuse: bool) -> Path:
@@ -102,7 +106,9 @@ def _version(package: str) -> str | None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="gru4rec,narm")
+    p.add_argument("--models", default="gru4rec,narm,sknn,vsknn")
+    p.add_argument("--dataset", default="auto", help="auto (default): ml-100k when the shared data is there, else synthetic")
+    p.add_argument("--name", default="export_latency", help="results file name under benchmarks/results/")
     p.add_argument("--epochs", type=int, default=1, help="training epochs per model (latency does not depend on them)")
     p.add_argument("--single", type=int, default=500, help="timed single-request calls")
     p.add_argument("--batched", type=int, default=60, help=f"timed calls with {BATCH} requests")
@@ -111,7 +117,7 @@ def main(argv=None) -> int:
                    help="both (default): BruteForce, and ScaNN too when the scann package is installed")
     args = p.parse_args(argv)
 
-    dataset, described = pick_dataset()
+    dataset, described = pick_dataset(args.dataset)
     print(f"dataset: {described}", flush=True)
     data = pipeline.DatasetDir(ensure_dataset(dataset))
     indexes = ["brute-force", "scann"] if args.index == "both" else [args.index]
@@ -179,12 +185,12 @@ def main(argv=None) -> int:
     for name, d in details.items():
         print(f"{name}: SavedModel {d['savedmodel_mb']} MB, loads in {d['load_seconds']} s")
     print(f"\nmachine: {info}  peak RSS {peak_rss_mb()} MB")
-    write_results("export_latency", {
+    write_results(args.name, {
         "command": "python -m benchmarks.export_latency " + " ".join(sys.argv[1:] if argv is None else argv),
         "dataset": described, "k": K, "batch": BATCH, "machine": info, "rows": rows, "models": details,
     })
     labels = [f"{r['model']} {r['index']}\n{r['request']}" for r in rows]
-    bar_plot("export_latency", labels, {"p50 ms": [r["p50 ms"] for r in rows], "p99 ms": [r["p99 ms"] for r in rows]},
+    bar_plot(args.name, labels, {"p50 ms": [r["p50 ms"] for r in rows], "p99 ms": [r["p99 ms"] for r in rows]},
              "milliseconds per call", f"exported top-{K} latency on CPU ({dataset})")
     return 0
 

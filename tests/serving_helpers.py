@@ -79,6 +79,7 @@ TINY = {
     "pop": {},
     "itemknn": {},
     "sknn": {},
+    "vsknn": {"weighting_score": "div"},  # the score decay too (default none), so the export covers it
 }
 
 

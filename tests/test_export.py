@@ -100,7 +100,7 @@ def _assert_same_top_k(out, rec, requests, k):
         assert PAD_TOKEN not in got and OOV_TOKEN not in got and len(set(got)) == k
 
 
-@pytest.mark.parametrize("model", ["gru4rec", "narm", "hrm", "hrnn", "pop", "itemknn"])
+@pytest.mark.parametrize("model", ["gru4rec", "narm", "hrm", "hrnn", "pop", "itemknn", "sknn", "vsknn"])
 def test_reloaded_export_gives_the_in_process_top_k(model, base):
     export = tiny_export(model, base)
     loaded = tf.saved_model.load(str(export))
@@ -143,17 +143,111 @@ def test_k_covering_the_catalog_returns_every_real_item_once(base):
 
 
 # ---------------------------------------------------------------------------- refusals and index choice
-def test_python_scored_models_are_refused_with_one_line(base, capsys):
-    from tfpps import export
+class _PythonScored:
+    """A model whose scores pass through ``tf.numpy_function`` (a Python callback no SavedModel can hold)."""
 
-    run = tiny_run("sknn", base)
-    with pytest.raises(ExportError, match=r"model 'sknn' cannot be exported: .*Python.*; exportable: ") as info:
-        export.export_run(run, base / "sknn-export", index="brute-force")
-    assert all(name in str(info.value) for name in ("gru4rec", "narm", "hrm", "pop", "itemknn"))
-    assert export.main([f"--run={run}", f"--out={base / 'sknn-export'}"]) == 2
+    def __init__(self, model):
+        self.model = model
+
+    def score_items(self, features):
+        scores = tf.numpy_function(lambda s: s, [self.model.score_items(features)], tf.float32, stateful=False)
+        return tf.ensure_shape(scores, [None, None])
+
+
+def test_python_scored_models_are_refused_with_one_line(base, capsys, monkeypatch):
+    import dataclasses
+
+    from tfpps import export
+    from tfpps.serving import runs
+
+    load_run = runs.load_run
+    monkeypatch.setattr(runs, "load_run", lambda d: dataclasses.replace(load_run(d), model=_PythonScored(load_run(d).model)))
+    run = tiny_run("pop", base)
+    with pytest.raises(ExportError, match=r"model 'pop' cannot be exported: .*Python.*; exportable: ") as info:
+        export.export_run(run, base / "python-export", index="brute-force")
+    assert all(name in str(info.value) for name in ("gru4rec", "narm", "hrm", "pop", "itemknn", "sknn", "vsknn"))
+    assert export.main([f"--run={run}", f"--out={base / 'python-export'}"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("tfpps.export: error: model 'sknn' cannot be exported") and "\n" not in err
-    assert not (base / "sknn-export").exists()
+    assert err.startswith("tfpps.export: error: model 'pop' cannot be exported") and "\n" not in err
+    assert not (base / "python-export").exists()
+
+
+# ---------------------------------------------------------------------------- S-KNN / V-SKNN: TensorFlow == NumPy reference
+class _RandomSessions:
+    """Random training sequences for the KNN models: repeated items, OOV ids, users with several sequences, tied times."""
+
+    def __init__(self, seed, num_items=40, count=70):
+        rng = np.random.default_rng(seed)
+        self.num_items, self.rows = num_items, []
+        for i in range(count):
+            n = int(rng.integers(1, 12))
+            items = rng.integers(1, num_items, n)  # 1 = OOV (dropped)
+            end = int(rng.integers(0, 30))  # ties between sequences
+            self.rows.append((int(rng.integers(2, 30)), items, np.arange(end - n + 1, end + 1),
+                              (rng.random(n) < 0.3).astype(np.int64)))
+        self.counts = np.bincount(np.concatenate([r[1] for r in self.rows]), minlength=num_items)
+
+    def records(self, split):
+        assert split == "train"
+        vec, scalar = tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.int64)
+        spec = {"user_id": scalar, "item_ids": vec, "timestamps": vec, "session_starts": vec}
+
+        def gen():
+            for user, items, times, starts in self.rows:
+                yield {"user_id": user, "item_ids": items, "timestamps": times, "session_starts": np.r_[1, starts[1:]]}
+
+        return tf.data.Dataset.from_generator(gen, output_signature=spec)
+
+    def info(self):
+        return DatasetInfo(num_items=self.num_items, num_users=30, item_counts=self.counts)
+
+
+KNN_SETTINGS = [  # every similarity, position weighting and score decay at least once
+    ("sknn", {}),
+    ("vsknn", {}),
+    ("sknn", {"k": 3, "sample_size": 6, "similarity": "jaccard", "weighting_score": "div"}),
+    ("sknn", {"k": 5, "sample_size": 0, "weighting": "quadratic", "weighting_score": "linear", "remind": False}),
+    ("vsknn", {"k": 4, "sample_size": 8, "weighting": "log", "weighting_score": "quadratic", "exclude_same_user": False}),
+    ("vsknn", {"k": 6, "sample_size": 10, "weighting_score": "log", "fallback": "none", "split_sessions": True}),
+    ("sknn", {"k": 2, "sample_size": 3, "similarity": "dot", "weighting": "linear"}),
+]
+
+
+@pytest.mark.parametrize("strategy", ["dense", "lists"])
+@pytest.mark.parametrize("name,params", KNN_SETTINGS)
+def test_sknn_tensorflow_scores_equal_the_numpy_reference(name, params, strategy):
+    from tfpps.models.itemknn import apply_fallback
+    from tfpps.models.sknn import VSKNN, SessionKNN, SKNNConfig, VSKNNConfig
+
+    data = _RandomSessions(seed=len(KNN_SETTINGS) * (strategy == "lists") + KNN_SETTINGS.index((name, params)))
+    cls, cfg = (SessionKNN, SKNNConfig) if name == "sknn" else (VSKNN, VSKNNConfig)
+    model = cls(cfg(**params), data.info(), run=None)
+    model.strategy = strategy
+    model.fit_data(data)
+    assert model.dense == (strategy == "dense")
+    rng = np.random.default_rng(7)
+    length = rng.integers(0, 9, 24)
+    ids = np.where(np.arange(9)[None, :] < length[:, None], rng.integers(0, 44, (24, 9)), 0)  # PAD, OOV, >= num_items
+    users = rng.integers(0, 30, 24)
+    f = {"item_ids": tf.constant(ids), "length": tf.constant(length), "user_id": tf.constant(users)}
+    want = np.stack([model.score_history(ids[b, : length[b]], users[b]) for b in range(24)])
+    if model.params.fallback == "popularity":
+        want = apply_fallback(tf.constant(want), model.floor).numpy()
+    got = model.score_items(f).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    for b in range(24):  # the same top-10 wherever the scores are not tied
+        top = np.argsort(-got[b], kind="stable")[:10]
+        untied = [i for i in top if np.sum(np.abs(want[b] - want[b, i]) <= 1e-6) == 1]
+        assert set(untied) <= set(np.argsort(-want[b], kind="stable")[:10]), b
+    for b in range(0, 24, 5):  # the neighbours, best first
+        seqs, sims, decays = model.neighbours(ids[b, : length[b]], users[b])
+        ref = model.reference_neighbours(ids[b, : length[b]], users[b])
+        assert seqs.tolist() == ref[0].tolist()
+        np.testing.assert_allclose(sims, ref[1], rtol=1e-12)
+        np.testing.assert_allclose(decays, ref[2], rtol=1e-12)
+    # several chunks (histories padded to whole chunks) give the same scores
+    model.rows_per_chunk = 5
+    np.testing.assert_array_equal(model.score_items(f).numpy(), got)
 
 
 def test_cli_errors_are_one_line(base, capsys, tmp_path):

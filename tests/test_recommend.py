@@ -49,13 +49,14 @@ def test_export_dir_prints_a_ranked_table_with_titles(base, capsys):
         assert r[3] == f"Movie {i}" and r[4] == ("Drama, Film-Noir" if i % 2 else "Comedy")
 
 
-def test_run_dir_gives_the_same_table_as_its_export(base, capsys):
+@pytest.mark.parametrize("model", ["narm", "vsknn"])
+def test_run_dir_gives_the_same_table_as_its_export(base, capsys, model):
     args = ["--user=u5", "--history=m10, m11,m12", "--k=7"]
-    assert recommend.main([f"--model-dir={tiny_export('narm', base)}", *args]) == 0
+    assert recommend.main([f"--model-dir={tiny_export(model, base)}", *args]) == 0
     from_export = _table(capsys.readouterr().out)
-    assert recommend.main([f"--model-dir={tiny_run('narm', base)}", *args]) == 0
+    assert recommend.main([f"--model-dir={tiny_run(model, base)}", *args]) == 0
     out = capsys.readouterr().out
-    assert any(line.startswith("narm on synthetic (run ") for line in out.splitlines())
+    assert any(line.startswith(f"{model} on synthetic (run ") for line in out.splitlines())
     from_run = _table(out)
     assert [r[1] for r in from_run] == [r[1] for r in from_export] and len(from_run) == 7
     assert [float(r[2]) for r in from_run] == pytest.approx([float(r[2]) for r in from_export], abs=2e-4)

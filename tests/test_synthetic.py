@@ -196,3 +196,56 @@ def test_sequential_signal_beats_popularity(default_data):
     print(f"Recall@10 markov={r_markov:.3f} popularity={r_pop:.3f}")
     assert r_markov > 2 * r_pop + 0.05, (r_markov, r_pop)
     assert r_markov > 0.3
+
+
+def test_generation_streams_block_by_block_into_shards(tmp_path, monkeypatch):
+    """Users are generated one block at a time and every shard is closed as soon as its users are done, so
+    a 10M-event run holds one block of events (plus at most two open shard writers), never the whole log."""
+    log: list[tuple[str, object]] = []
+    real_block, real_writer = synthetic.generate_block, synthetic._ShardWriter
+
+    def block(cfg, world, b):
+        log.append(("block", b))
+        return real_block(cfg, world, b)
+
+    class Writer(real_writer):
+        def __init__(self, path, fmt):
+            log.append(("open", path.name))
+            super().__init__(path, fmt)
+
+        def close(self):
+            log.append(("close", self.path.name))
+            super().close()
+
+    monkeypatch.setattr(synthetic, "generate_block", block)
+    monkeypatch.setattr(synthetic, "_ShardWriter", Writer)
+    cfg = SyntheticConfig(n_users=200, n_items=100, seed=2, events_per_user=10, shards=5, users_per_block=16)
+    summary = generate(cfg, tmp_path)
+    files = sorted(tmp_path.glob("events-*.csv"))
+    assert [p.name for p in files] == summary["files"] and len(files) == 5
+    rows = [sum(1 for _ in open(p)) - 1 for p in files]  # minus the header
+    assert rows == summary["rows_per_shard"] and sum(rows) == summary["n_events"] > 0
+    assert [e for e in log if e[0] == "block"] == [("block", b) for b in range(13)]  # ceil(200 / 16)
+    open_now = peak_open = blocks_done = 0
+    for kind, what in log:
+        if kind == "block":
+            blocks_done += 1
+        elif kind == "open":
+            open_now += 1
+            peak_open = max(peak_open, open_now)
+        else:
+            open_now -= 1
+            k = int(str(what).split("-")[1])
+            # shard k (users [40k, 40k + 40)) closes right after the block holding its last user
+            assert blocks_done == -(-(40 * (k + 1)) // 16), (what, blocks_done)
+    assert open_now == 0 and peak_open <= 2
+
+
+def test_cli_events_target(tmp_path, capsys):
+    code = synthetic.main(["--out", str(tmp_path), "--events=3000", "--events-per-user=10", "--shards=3",
+                           "--items=80", "--quiet"])
+    assert code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["n_users"] == 300 and summary["shards"] == 3
+    assert len(list(tmp_path.glob("events-*-of-00003.csv"))) == 3
+    assert "n_events" in capsys.readouterr().out

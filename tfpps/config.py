@@ -63,6 +63,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | adagrad | adagrad_momentum | sgd
     momentum: float = 0.0
     clipnorm: float = 0.0  # 0 = no clipping
+    lr_decay: str = "none"  # none | linear (to 1e-4 of the rate over all epochs' steps, the HEM code's schedule)
     seed: int = 42
     patience: int = 5  # epochs without validation improvement before stopping; 0 = off
     valid_metric: str = "ndcg@10"
@@ -70,13 +71,18 @@ class TrainConfig:
     run_dir: str = ""  # empty = runs/<model>-<dataset>
     resume: bool = True  # continue from the run dir's backup when one exists
     verbose: int = 1
+    strategy: str = "default"  # tf.distribute: default | mirrored (local devices) | multiworker (TF_CONFIG; see tfpps.launch)
+    deterministic: bool = False  # tf.config.experimental.enable_op_determinism() (bitwise-repeatable runs, slower)
 
     OPTIMIZERS = ("adam", "adagrad", "adagrad_momentum", "sgd")
+    STRATEGIES = ("default", "mirrored", "multiworker")
 
     def validate(self) -> None:
         _positive(self, "epochs", "batch_size", "learning_rate", "steps_per_execution")
         _non_negative(self, "momentum", "clipnorm", "patience")
         _choice(self, "optimizer", self.OPTIMIZERS)
+        _choice(self, "strategy", self.STRATEGIES)
+        _choice(self, "lr_decay", ("none", "linear"))
         if "@" not in self.valid_metric:
             raise ConfigError(f"train.valid_metric={self.valid_metric!r}: expected <metric>@<k>, e.g. ndcg@10")
 

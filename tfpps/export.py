@@ -9,9 +9,10 @@ top-k index over their item vectors: with ``--index=auto`` ScaNN
 (approximate) when the ``scann`` package is installed (``pip install
 .[scann]``) and the catalog has at least 1,000 items, otherwise BruteForce
 (exact; one line says why).
-Non-neural models whose scores are pure TensorFlow (pop, itemknn) are
-exported with ``top_k`` over ``score_items``; models that score in Python
-(sknn, vsknn) are refused with one line.
+Non-neural models, whose scores are TensorFlow ops over constant tensors
+built at fit time (pop, itemknn, sknn, vsknn), are exported with ``top_k``
+over ``score_items``; a model whose scores call back into Python
+(``tf.numpy_function``/``py_function``) is refused with one line.
 
 The export directory holds the SavedModel, ``export_manifest.json`` (model,
 dataset, k, retrieval kind, vocabulary sizes, creation time, ...) and
@@ -35,7 +36,7 @@ import tfpps  # noqa: F401
 from tfpps.config import ConfigError  # no TensorFlow import before the flags are checked
 
 PROG = "python -m tfpps.export"
-SCORE_EXPORTABLE = ("pop", "itemknn")  # non-neural models scored in TensorFlow
+SCORE_EXPORTABLE = ("pop", "itemknn", "sknn", "vsknn")  # non-neural models scored in TensorFlow
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,7 +81,9 @@ def export_run(run_dir: str | Path, out: str | Path, k: int = 10, index: str = "
             raise ExportError(f"--index=scann: model {run.model!r} has no query/item vectors; use --index=auto")
         kind = None
     try:
-        module = RecommenderModule(model, items, users, max_len=run.data.max_len, k=k, index_kind=kind or "brute-force")
+        words = Vocabulary(data.vocab("words")) if data.kind == "search" else None
+        module = RecommenderModule(model, items, users, max_len=run.data.max_len, k=k, index_kind=kind or "brute-force",
+                                   words=words)
     except ExportError as exc:
         raise ExportError(f"model {run.model!r} cannot be exported: {exc}; exportable: {exportable_models()}") from None
     if module.k < k:
@@ -105,11 +108,14 @@ def export_run(run_dir: str | Path, out: str | Path, k: int = 10, index: str = "
             "retrieval": module.retrieval,
             "exact": module.retrieval != "scann",
             "max_len": module.max_len,
+            "takes_query": module.takes_query,
             "vocab_sizes": {"items": len(items), "users": len(users)},
             "pad_oov": "index 0 = <PAD>, 1 = <OOV>; unknown ids -> OOV; empty strings are padding; PAD/OOV are never returned",
             "signatures": {
-                "serving_default": "user_id string[B], history string[B, L] (oldest first, ''-padded)",
-                "recommend_csv": "user_id string[B], history string[B] (comma-joined item ids)",
+                "serving_default": "user_id string[B], history string[B, L] (oldest first, ''-padded)"
+                + (", query string[B] (normalised words, space-joined)" if module.takes_query else ""),
+                "recommend_csv": "user_id string[B], history string[B] (comma-joined item ids)"
+                + (", query string[B]" if module.takes_query else ""),
                 "outputs": "item_ids string[B, k], scores float32[B, k], known_user bool[B], unknown_history_items int32[B]",
                 "lookup_items/lookup_users": "ids string[N] -> index int64[N]",
             },

@@ -83,10 +83,14 @@ def format_table(rows: list[dict], columns: list[str], right: set[str]) -> str:
     return "\n".join([line(header), "  ".join("-" * widths[c] for c in columns)] + [line(r) for r in rows])
 
 
-def render(rec, result, history: list[str], meta: dict, k: int) -> str:
-    """The printed answer: a title line, the history line and the ranked table."""
+def render(rec, result, history: list[str], meta: dict, k: int, query: str = "") -> str:
+    """The printed answer: a title line, the query (search models), the history line and the ranked table."""
     where = "export" if rec.source == "export" else "run"
     head = [f"{rec.model_name} on {rec.dataset} ({where} {getattr(rec, 'export_dir', None) or rec.loaded.run_dir}), top {len(result.items)}"]
+    if query:
+        from tfpps.serving.requests import normalize_query
+
+        head.append(f"query: {query!r} (as words: {normalize_query(query)!r})")
     if history:
         shown = [f"{t} ({_clip(meta[t]['title'], 30)})" if meta.get(t, {}).get("title") else t for t in history[-5:]]
         more = f"... {len(history) - 5} earlier, " if len(history) > 5 else ""
@@ -115,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--k={args.k}: must be >= 1")
         model_dir_kind(args.model_dir)  # checked before TensorFlow loads
         rec = open_recommender(args.model_dir)
-        result = rec.recommend([Request(args.user, history)], args.k)[0]
+        takes_query = bool(getattr(rec, "takes_query", False))
+        if takes_query and not (args.query or "").strip():
+            raise ConfigError(f"model {rec.model_name!r} is a product-search model: pass --query=\"...\"")
+        result = rec.recommend([Request(args.user, history, args.query or "" if takes_query else "")], args.k)[0]
     except (ConfigError, FileNotFoundError, ImportError, ValueError) as exc:  # DatasetError is a ValueError
         print(f"{PROG}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return 2
@@ -126,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     if result.unknown_history:
         names = ", ".join(repr(t) for t in result.unknown_history[:5]) + (" ..." if len(result.unknown_history) > 5 else "")
         print(f"{PROG}: warning: {len(result.unknown_history)} history item(s) not in the vocabulary, used as <OOV>: {names}", file=sys.stderr)
-    if args.query is not None:
+    if args.query is not None and not takes_query:
         print(f"{PROG}: warning: --query ignored: model {rec.model_name!r} does not take a search query", file=sys.stderr)
     if args.k > rec.max_k:
         print(f"{PROG}: warning: --k={args.k} > {rec.max_k} available ({'the export' + chr(39) + 's k' if rec.source == 'export' else 'real items'}); showing {len(result.items)}", file=sys.stderr)
     meta = read_item_meta(rec.item_meta_path, keep=set(result.items) | set(history))
-    print(render(rec, result, history, meta, args.k))
+    print(render(rec, result, history, meta, args.k, query=(args.query or "") if takes_query else ""))
     return 0
 
 

@@ -27,6 +27,9 @@ _MODEL_MODULES = (
     "tfpps.models.cml",
     "tfpps.models.hlrm",
     "tfpps.models.hrnn",
+    "tfpps.models.hem",
+    "tfpps.models.aem",
+    "tfpps.models.hrnn_search",
 )
 
 

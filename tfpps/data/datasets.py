@@ -2,7 +2,8 @@
 
 A dataset config ``configs/datasets/<name>.yaml`` holds ``data.dir`` (where the
 built dataset lives) and a ``build`` section: the Beam job's flags and, for the
-synthetic default, the generator's settings. Placeholders in flag values:
+synthetic default, the generator's settings (and ``raw_format: amazon`` to
+convert its logs to Amazon review dumps first). Placeholders in flag values:
 ``{shared}`` = the shared real-data folder (``$TFPPS_SHARED_DATA`` or
 ``../shared/data`` beside the repo), ``{raw}`` = where generated raw logs go.
 """
@@ -61,6 +62,13 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
         if not any(raw_dir.glob("events-*")):
             gen_cfg = synthetic.SyntheticConfig(**(build.get("generator") or {}))
             synthetic.generate(gen_cfg, raw_dir)
+        if build.get("raw_format") == "amazon":  # the generator's purchases as Amazon review/meta dumps
+            from tfpps.data.amazon_format import write_amazon_format
+
+            if not (raw_dir / "amazon").exists():
+                write_amazon_format(raw_dir, raw_dir / "amazon")
+        elif build.get("raw_format") not in (None, "csv"):
+            raise ConfigError(f"datasets/{name}.yaml: build.raw_format={build['raw_format']!r}; expected csv or amazon")
     from beam_jobs import build_features
 
     argv = job_argv(name, out, raw_dir, beam_args)

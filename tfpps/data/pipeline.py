@@ -167,15 +167,34 @@ class DatasetDir:
         return self.meta.get("eval_targets") == "multi"
 
 
-def training_records(data, run, seed: int) -> tf.data.Dataset:
-    """``data``'s shuffled training records with the run's reader settings (``run.data``)."""
+def training_records(data, run, seed: int, input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    """``data``'s shuffled training records with the run's reader settings (``run.data``); with an
+    ``input_context`` (tf.distribute) only this input pipeline's shard of the files."""
+    extra = {} if input_context is None else {"input_context": input_context}
     return data.records(
         "train",
         shuffle=True,
         seed=seed,
         shuffle_buffer=run.data.shuffle_buffer,
         num_parallel_reads=run.data.num_parallel_reads,
+        **extra,
     )
+
+
+_CACHED: dict = {}
+
+
+def cached(data, key, compute):
+    """``compute()`` once per process for (dataset, ``key``), e.g. a counting pass over the training split
+    that every epoch's :meth:`make_train_dataset` would otherwise repeat. The cache holds ``data`` itself,
+    so an ``id()`` key (objects without a ``path``) cannot be reused by another object meanwhile."""
+    path = getattr(data, "path", None)
+    full = (str(path) if path is not None else ("object", id(data)), key)
+    if full not in _CACHED:
+        if len(_CACHED) >= 64:
+            _CACHED.pop(next(iter(_CACHED)))
+        _CACHED[full] = (data, compute())
+    return _CACHED[full][1]
 
 
 def read_tfrecords(

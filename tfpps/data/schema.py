@@ -32,8 +32,13 @@ Example kinds
     evaluation records, empty on training records).
 ``search``
     ``user_id``, ``query_id``, ``query_word_ids``, ``item_id`` (the purchased
-    item), ``history_item_ids`` (the user's earlier purchases, time ordered)
-    and ``timestamp``.
+    item), ``history_item_ids`` (the user's training purchases, time ordered:
+    those made before the purchase on training records, all of them on
+    evaluation records), ``timestamp`` and ``target_items`` (evaluation
+    records, one per (user, query): every item the user bought with that
+    query in the split; empty on training records), and aligned with the
+    history ``history_query_ids`` (the query each was bought with) and
+    ``history_timestamps``.
 ``item_text``
     ``item_id`` and ``word_ids``: product text for item->word losses.
 
@@ -96,6 +101,9 @@ FEATURES: dict[str, tuple[Feature, ...]] = {
         Feature("item_id", SCALAR, "purchased item"),
         Feature("history_item_ids", VARLEN, "the user's earlier purchases, time ordered"),
         Feature("timestamp", SCALAR, "purchase time, epoch seconds"),
+        Feature("target_items", VARLEN, "evaluation records: all items bought with this query in the split; else empty"),
+        Feature("history_query_ids", VARLEN, "query of each history purchase (aligned with history_item_ids; OOV if none)"),
+        Feature("history_timestamps", VARLEN, "time of each history purchase, epoch seconds"),
     ),
     ITEM_TEXT: (
         Feature("item_id", SCALAR, "item vocabulary index"),

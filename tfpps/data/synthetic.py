@@ -740,6 +740,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m tfpps.data.synthetic", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--users", type=int, default=d.n_users)
+    p.add_argument("--events", type=int, default=0,
+                   help="approximate total events instead of --users: users = ceil(events / events-per-user); "
+                        "e.g. --events=10000000 --shards=64 (generated block by block, memory stays flat)")
     p.add_argument("--items", type=int, default=d.n_items)
     p.add_argument("--categories", type=int, default=d.n_categories)
     p.add_argument("--seed", type=int, default=d.seed)
@@ -753,6 +756,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users-per-block", type=int, default=d.users_per_block)
     p.add_argument("--quiet", action="store_true", help="no per-block progress")
     a = p.parse_args(argv)
+    if a.events < 0:
+        p.error(f"--events={a.events}: must be >= 0")
+    if a.events:
+        a.users = max(1, math.ceil(a.events / a.events_per_user))
     cfg = SyntheticConfig(n_users=a.users, n_items=a.items, n_categories=a.categories, seed=a.seed,
                           shards=a.shards, format=a.format, events_per_user=a.events_per_user,
                           mean_session_length=a.session_length, zipf_exponent=a.zipf, p_markov=a.p_markov,

@@ -52,11 +52,36 @@ class DatasetInfo:
 class SequentialModel(tfrs.Model):
     """Base class of next-item models; see the module docstring for the contract."""
 
+    #: Why the model cannot train under ``train.strategy: mirrored | multiworker``, or ``None`` when it can:
+    #: its :meth:`make_train_dataset` takes ``input_context`` (a tf.distribute input pipeline: read that file
+    #: shard, batch by the per-replica batch, yield the same number of batches on every pipeline).
+    DISTRIBUTE_UNSUPPORTED: str | None = "not implemented for this model yet (its training data is not sharded per worker)"
+
     def __init__(self, params: Any, info: DatasetInfo, run: Any, **kwargs):
         super().__init__(**kwargs)
         self.params = params
         self.info = info
         self.run_config = run
+
+    def train_step(self, inputs):
+        """``tfrs.Model.train_step``; with several replicas in sync (tf.distribute) the gradient is that of
+        ``loss / replicas``, so the sum the optimizer all-reduces is the gradient of the global-batch mean
+        (and the logged losses are divided likewise, so Keras' sum over replicas logs the mean)."""
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas == 1:
+            return super().train_step(inputs)
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+            regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses])
+            total_loss = loss + regularization_loss
+            scaled = total_loss / float(replicas)
+        gradients = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        metrics = {metric.name: metric.result() for metric in self.metrics}
+        # Keras sums the replicas' logs (reduction "auto" = "sum" off TPU), as it does for its own scaled losses
+        n = float(replicas)
+        metrics.update(loss=loss / n, regularization_loss=regularization_loss / n, total_loss=scaled)
+        return metrics
 
     @classmethod
     def make_train_dataset(cls, params: Any, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:

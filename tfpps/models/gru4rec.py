@@ -168,6 +168,12 @@ def _count_prefix_examples(data: Any) -> int:
 class GRU4Rec(SequentialModel):
     """GRU4Rec (Hidasi et al. 2016/2018): session-parallel GRU with sampled ranking losses."""
 
+    DISTRIBUTE_UNSUPPORTED = (
+        "session-parallel training is one time-ordered schedule whose slots carry their GRU state from step to "
+        "step in non-trainable variables (and one shared negative sample per step); it cannot be cut into "
+        "per-worker file shards"
+    )
+
     def __init__(self, params: GRU4RecConfig, info: DatasetInfo, run: Any, **kwargs):
         super().__init__(params, info, run, **kwargs)
         params.validate()

@@ -107,7 +107,7 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, positive, probability
-from tfpps.data.pipeline import finish, training_records
+from tfpps.data.pipeline import cached, finish, training_records
 from tfpps.data.schema import BASKET, FIRST_ID, PAD_ID
 from tfpps.models.base import DatasetInfo, SequentialModel
 from tfpps.registry import register
@@ -337,13 +337,13 @@ class HRM(SequentialModel):
         records = training_records(data, run, epoch_seed)
         batch_size = run.train.batch_size
         if data.info().kind == BASKET:
-            total = _count_basket(data)
+            total = cached(data, "hrm_basket_count", lambda: _count_basket(data))  # once per process, not per epoch
             ds = basket_examples(records).filter(lambda ex: ex["target_item"] >= FIRST_ID)
             if run.data.shuffle_buffer > 0:
                 ds = ds.shuffle(run.data.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
             ds = ds.padded_batch(batch_size)
         else:
-            total, num_records = _count_sequential(data)
+            total, num_records = cached(data, "hrm_sequential_counts", lambda: _count_sequential(data))
             ds = sequential_train_examples(
                 records, params.high_order, batch_size, run.data.shuffle_buffer, epoch_seed, total, num_records
             )

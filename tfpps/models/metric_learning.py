@@ -31,6 +31,7 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import REPO_ROOT, ConfigError, non_negative, positive
+from tfpps.data.pipeline import cached
 from tfpps.data.triplets import UserItems, triplet_dataset
 from tfpps.models.base import DatasetInfo, SequentialModel
 from tfpps.tasks.hinge import hinge_loss
@@ -111,7 +112,7 @@ class MetricLearningModel(SequentialModel):
     def make_train_dataset(cls, params, data, run, epoch_seed: int) -> tf.data.Dataset:
         """Every distinct (user, training item) pair once per epoch with a negative (see :mod:`tfpps.data.triplets`)."""
         return triplet_dataset(
-            UserItems.from_dataset(data),
+            cached(data, "user_items", lambda: UserItems.from_dataset(data)),  # one pass per process, not per epoch
             batch_size=run.train.batch_size,
             seed=epoch_seed,
             max_history=cls.history_size(params),

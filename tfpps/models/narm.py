@@ -88,7 +88,7 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import choice, positive, probability
-from tfpps.data.pipeline import finish, training_records
+from tfpps.data.pipeline import cached, finish, training_records
 from tfpps.data.schema import FIRST_ID
 from tfpps.models.base import DatasetInfo, SequentialModel
 from tfpps.registry import register
@@ -118,13 +118,16 @@ class NARMConfig:
         choice(self, "truncate", ("last", "first"))
 
 
-def _theano_dropout(x: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
-    """The official ``dropout_layer``: keep-mask without rescaling at training, ``x * keep`` at inference."""
+def _theano_dropout(x: tf.Tensor, rate: float, training: bool, seed: tf.Tensor | None = None) -> tf.Tensor:
+    """The official ``dropout_layer``: keep-mask without rescaling at training, ``x * keep`` at inference.
+
+    With ``seed`` (shape ``[2]``) the mask is stateless: the same seed draws the same mask in any process."""
     if rate == 0.0:
         return x
     keep = 1.0 - rate
     if training:
-        return x * tf.cast(tf.random.uniform(tf.shape(x)) < keep, x.dtype)
+        u = tf.random.uniform(tf.shape(x)) if seed is None else tf.random.stateless_uniform(tf.shape(x), seed=seed)
+        return x * tf.cast(u < keep, x.dtype)
     return x * keep
 
 
@@ -158,21 +161,31 @@ def narm_prefix_examples(records: tf.data.Dataset, max_len: int, truncate: str =
     return records.flat_map(expand)
 
 
-def count_train_examples(data) -> int:
-    """Number of training examples :meth:`NARM.make_train_dataset` yields: next items that are real items."""
-    records = data.records("train")
-    counts = records.map(lambda r: tf.reduce_sum(tf.cast(r["item_ids"][1:] >= FIRST_ID, tf.int64)))
-    return int(counts.reduce(tf.constant(0, tf.int64), lambda total, c: total + c).numpy())
+def count_train_examples(data, input_context: tf.distribute.InputContext | None = None) -> int:
+    """Number of training examples :meth:`NARM.make_train_dataset` yields: next items that are real items
+    (of one input pipeline's file shard with ``input_context``). Counted once per process."""
+
+    def count():
+        extra = {} if input_context is None else {"input_context": input_context}
+        records = data.records("train", **extra)
+        counts = records.map(lambda r: tf.reduce_sum(tf.cast(r["item_ids"][1:] >= FIRST_ID, tf.int64)))
+        return int(counts.reduce(tf.constant(0, tf.int64), lambda total, c: total + c).numpy())
+
+    shard = None if input_context is None else (input_context.input_pipeline_id, input_context.num_input_pipelines)
+    return cached(data, ("narm_train_examples", shard), count)
 
 
 @register("narm", NARMConfig)
 class NARM(SequentialModel):
     """NARM (Li et al. CIKM'17): GRU + attention hybrid encoder, bilinear decoder, full softmax."""
 
+    DISTRIBUTE_UNSUPPORTED = None  # stateless prefix examples: trains under mirrored / multiworker
+
     def __init__(self, params: NARMConfig, info: DatasetInfo, run=None, **kwargs):
         super().__init__(params, info, run, **kwargs)
         params.validate()
         seed = int(getattr(getattr(run, "train", None), "seed", 42))
+        self._seed = seed
         emb, hid, n = params.embedding_size, params.hidden_size, info.num_items
 
         def normal(fan: int, k: int):
@@ -206,19 +219,42 @@ class NARM(SequentialModel):
 
     # ------------------------------------------------------------------ data
     @classmethod
-    def make_train_dataset(cls, params: NARMConfig, data, run, epoch_seed: int) -> tf.data.Dataset:
+    def make_train_dataset(
+        cls, params: NARMConfig, data, run, epoch_seed: int, input_context: tf.distribute.InputContext | None = None
+    ) -> tf.data.Dataset:
         """Prefix augmentation of the training records, shuffled (anew each epoch), batched by ``train.batch_size``.
 
         The dataset declares its cardinality (one counting pass over the
-        records), so ``fit`` works with ``steps_per_execution > 1``.
+        records, once per process), so ``fit`` works with ``steps_per_execution > 1``.
+
+        With an ``input_context`` (tf.distribute) this input pipeline reads
+        only its shard of the files (:meth:`DatasetDir.records`) and batches by
+        the per-replica batch (``train.batch_size`` is the global batch). Every
+        pipeline yields the same number of batches, that of the smallest shard
+        (``ceil(examples / per-replica batch)``, rounded down to whole steps of
+        the worker's replicas), so all workers take the same number of
+        synchronous steps; the tail of a larger shard's shuffled stream is
+        left out of that epoch.
         """
-        records = training_records(data, run, epoch_seed)
+        records = training_records(data, run, epoch_seed, input_context=input_context)
         ds = narm_prefix_examples(records, run.data.max_len, params.truncate)
         ds = ds.filter(lambda ex: ex["target_item"] >= FIRST_ID)
         if run.data.shuffle_buffer > 0:
             ds = ds.shuffle(run.data.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
         batch_size = run.train.batch_size
-        num_batches = -(-count_train_examples(data) // batch_size)
+        if input_context is None:
+            num_batches = -(-count_train_examples(data) // batch_size)
+        else:
+            batch_size = input_context.get_per_replica_batch_size(batch_size)
+            pipelines = input_context.num_input_pipelines
+            local_replicas = max(1, input_context.num_replicas_in_sync // pipelines)
+            shards = [
+                count_train_examples(data, tf.distribute.InputContext(pipelines, i, input_context.num_replicas_in_sync))
+                for i in range(pipelines)
+            ]
+            num_batches = min(-(-n // batch_size) for n in shards) // local_replicas * local_replicas
+            ds = ds.batch(batch_size, drop_remainder=False).take(num_batches)
+            return finish(ds.apply(tf.data.experimental.assert_cardinality(num_batches)))
         ds = ds.batch(batch_size, drop_remainder=False).apply(tf.data.experimental.assert_cardinality(num_batches))
         return finish(ds)
 
@@ -236,7 +272,7 @@ class NARM(SequentialModel):
 
         # Everything below is time-major ([T', B, ...]).
         emb = tf.gather(self.item_embedding, tf.transpose(ids[:, :steps]))  # [T', B, emb]
-        emb = _theano_dropout(emb, self.params.dropout_embed, training)
+        emb = _theano_dropout(emb, self.params.dropout_embed, training, self._dropout_seed(0) if training else None)
         states = self.gru(emb, mask=mask > 0)  # [T', B, H]; masked steps carry the state
         c_global = states[-1]  # the state is carried over padding: last step = last real state
 
@@ -270,13 +306,35 @@ class NARM(SequentialModel):
         return tf.pad(weights, [[0, 0], [0, tf.maximum(width - tf.shape(weights)[1], 0)]])[:, :width]
 
     def _query(self, features, training: bool) -> tf.Tensor:
-        context = _theano_dropout(self.encode(features, training)["context"], self.params.dropout_context, training)
+        seed = self._dropout_seed(1) if training else None
+        context = _theano_dropout(self.encode(features, training)["context"], self.params.dropout_context, training, seed)
         return tf.matmul(context, self.bilinear)  # B c, [B, emb]
+
+    def _dropout_seed(self, salt: int) -> tf.Tensor:
+        """Stateless dropout seed from (train.seed, ``salt``, replica, optimizer step).
+
+        The step is ``optimizer.iterations``, which the backup checkpoint
+        restores, so a resumed run draws exactly the masks of an uninterrupted
+        one (stateful ``tf.random`` ops would restart their streams); replicas
+        of a distributed run draw different masks.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        step = tf.constant(0, tf.int64) if optimizer is None else tf.cast(optimizer.iterations, tf.int64)
+        ctx = tf.distribute.get_replica_context()
+        replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, tf.int64)
+        base = tf.stack([tf.constant(self._seed, tf.int64), tf.constant(salt, tf.int64) + 16 * replica])
+        return tf.random.experimental.stateless_fold_in(base, step)
 
     def _logits(self, features, training: bool) -> tf.Tensor:
         return tf.matmul(self._query(features, training), self.item_embedding, transpose_b=True)  # [B, num_items]
 
     # ------------------------------------------------------------------ contract
+    # No tensor-dependent Python control flow in the step: AutoGraph is not needed, and converting the
+    # model, TFRS and Keras internals costs ~10-25 s of tracing on a 2-core CPU, versus ~1 s unconverted.
+    @tf.autograph.experimental.do_not_convert
+    def train_step(self, inputs):
+        return super().train_step(inputs)
+
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         logits = self._logits(features, training)[:, FIRST_ID:]  # PAD/OOV columns out of the softmax
         target = tf.cast(features["target_item"], tf.int32) - FIRST_ID
@@ -284,6 +342,7 @@ class NARM(SequentialModel):
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.maximum(target, 0), logits=logits)
         return tf.reduce_sum(losses * valid) / tf.maximum(tf.reduce_sum(valid), 1.0)
 
+    @tf.autograph.experimental.do_not_convert  # see train_step (the evaluator traces this: ~20 s less)
     def score_items(self, features) -> tf.Tensor:
         return self._logits(features, training=False)
 

@@ -44,12 +44,19 @@ class ExportedRecommender:
         self.item_meta_path = self.export_dir / ITEM_META_EXPORT
         self._recommend = self.loaded.signatures["serving_default"]
         self._lookup_items = self.loaded.signatures["lookup_items"]
+        self.takes_query = bool(self.manifest.get("takes_query"))
 
     def recommend(self, requests: Sequence[Request], k: int) -> list[Recommendations]:
         users = tf.constant([r.user for r in requests])
         width = max([1] + [len(r.history) for r in requests])
         history = tf.constant([list(r.history) + [""] * (width - len(r.history)) for r in requests], tf.string)
-        out = self._recommend(user_id=users, history=history)
+        if self.takes_query:
+            from tfpps.serving.requests import normalize_query
+
+            queries = tf.constant([normalize_query(r.query) for r in requests])
+            out = self._recommend(user_id=users, history=history, query=queries)
+        else:
+            out = self._recommend(user_id=users, history=history)
         k = min(k, self.max_k)
         items = out["item_ids"].numpy()[:, :k]
         scores = out["scores"].numpy()[:, :k]

@@ -14,8 +14,9 @@ Everything a request needs happens in the graph:
    (``tfrs.layers.factorized_top_k.BruteForce``, exact, or ``ScaNN``,
    approximate, with ``--index=auto`` when the ``scann`` package is installed
    and the catalog has at least :data:`SCANN_MIN_ITEMS` items); for other models
-   whose ``score_items`` is pure TensorFlow (popularity, item-KNN) ``top_k``
-   over ``score_items``. PAD and OOV are never returned: they are not in the
+   whose ``score_items`` is pure TensorFlow (popularity, item-KNN, S-KNN and
+   V-SKNN: ops over constant tensors built at fit time) ``top_k`` over
+   ``score_items``. PAD and OOV are never returned: they are not in the
    index (not among the ``top_k`` columns).
 
 Signatures (all take a batch):
@@ -23,6 +24,12 @@ Signatures (all take a batch):
 ``serving_default``  ``user_id`` string ``[B]``, ``history`` string ``[B, L]`` (oldest first, ``""``-padded)
 ``recommend_csv``    ``user_id`` string ``[B]``, ``history`` string ``[B]`` of comma-joined item ids
 ``lookup_items`` / ``lookup_users``  ``ids`` string ``[N]`` -> ``index`` int64 ``[N]`` (``OOV_ID`` = unknown)
+
+Product-search models (``--kind=search`` data) take a third input in both
+recommend signatures: ``query`` string ``[B]``, the query *normalised* as the
+Beam job does (:func:`tfpps.serving.requests.normalize_query`: Porter stemming
+is not a TensorFlow op, so clients stem; the graph splits on spaces and looks
+the words up, unknown words -> ``OOV_ID``).
 
 The two recommend signatures return ``item_ids`` string ``[B, k]``, ``scores``
 float32 ``[B, k]`` (best first), ``known_user`` bool ``[B]`` and
@@ -112,8 +119,11 @@ def build_index(kind: str, vectors: tf.Tensor, identifiers: tf.Tensor, k: int) -
 class RecommenderModule(tf.Module):
     """Lookup + features + top-k retrieval for one trained model (see the module docstring)."""
 
-    def __init__(self, model, items: Vocabulary, users: Vocabulary, max_len: int, k: int, index_kind: str = "brute-force"):
+    def __init__(self, model, items: Vocabulary, users: Vocabulary, max_len: int, k: int, index_kind: str = "brute-force",
+                 words: Vocabulary | None = None):
         super().__init__(name="tfpps_recommender")
+        self.takes_query = words is not None
+        self.word_table = words.table() if words is not None else None
         real = len(items) - FIRST_ID
         if real < 1:
             raise ExportError("the item vocabulary has no real items")
@@ -124,6 +134,7 @@ class RecommenderModule(tf.Module):
         self.item_table = items.table()
         self.user_table = users.table()
         self.item_tokens = tf.Variable(tf.constant(items.real_tokens), trainable=False, name="item_tokens")
+        getattr(model, "build_for_serving", lambda: None)()  # lazily built layers must exist before we track them
         self.model_variables = list(getattr(model, "variables", []) or [])  # tracked, so the SavedModel holds them
         if has_item_vectors(model):
             self.retrieval = index_kind
@@ -141,8 +152,9 @@ class RecommenderModule(tf.Module):
             self._score_fn = model.score_items
 
     # ------------------------------------------------------------------ graph pieces
-    def _answer(self, user_id: tf.Tensor, tokens: tf.RaggedTensor) -> dict:
-        """Top-k for ``user_id [B]`` and ``tokens`` (ragged ``[B, None]`` history item ids, no empty strings)."""
+    def _answer(self, user_id: tf.Tensor, tokens: tf.RaggedTensor, query: tf.Tensor | None = None) -> dict:
+        """Top-k for ``user_id [B]`` and ``tokens`` (ragged ``[B, None]`` history item ids, no empty strings);
+        search models also get ``query [B]`` (normalised words joined by spaces)."""
         ids = tf.ragged.map_flat_values(self.item_table.lookup, tokens)
         unknown = tf.reduce_sum(tf.cast(ids == OOV_ID, tf.int32), axis=1)
         ids = ids[:, -self.max_len :]
@@ -155,6 +167,14 @@ class RecommenderModule(tf.Module):
             "user_id": users,
             "target_item": tf.zeros_like(users),
         }
+        if self.takes_query and query is None:  # the query-less signatures of a search model: an empty query
+            query = tf.fill(tf.shape(user_id), "")
+        if not self.takes_query:  # (the search signatures of other models are traced on save, never served)
+            query = None
+        if query is not None:
+            words = self._non_empty(tf.strings.split(query, " "))
+            ids = tf.ragged.map_flat_values(self.word_table.lookup, words).to_tensor(default_value=PAD_ID)
+            features["query_word_ids"] = tf.pad(ids, [[0, 0], [0, tf.maximum(1 - tf.shape(ids)[1], 0)]])
         if self.index is not None:
             scores, items = self.index(self._query_fn(features), k=self.k)
         else:
@@ -187,6 +207,23 @@ class RecommenderModule(tf.Module):
         tokens = tf.ragged.map_flat_values(tf.strings.strip, tf.strings.split(history, ","))
         return self._answer(user_id, self._non_empty(tokens))
 
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name="user_id"), tf.TensorSpec([None, None], tf.string, name="history"),
+                         tf.TensorSpec([None], tf.string, name="query")],
+        autograph=False,
+    )
+    def search(self, user_id, history, query):
+        return self._answer(user_id, self._non_empty(tf.RaggedTensor.from_tensor(history)), query)
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None], tf.string, name="user_id"), tf.TensorSpec([None], tf.string, name="history"),
+                         tf.TensorSpec([None], tf.string, name="query")],
+        autograph=False,
+    )
+    def search_csv(self, user_id, history, query):
+        tokens = tf.ragged.map_flat_values(tf.strings.strip, tf.strings.split(history, ","))
+        return self._answer(user_id, self._non_empty(tokens), query)
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="ids")], autograph=False)
     def lookup_items(self, ids):
         return {"index": self.item_table.lookup(ids)}
@@ -196,6 +233,13 @@ class RecommenderModule(tf.Module):
         return {"index": self.user_table.lookup(ids)}
 
     def signatures(self) -> dict:
+        if self.takes_query:  # product search: the query is part of every request
+            return {
+                "serving_default": self.search,
+                "recommend_csv": self.search_csv,
+                "lookup_items": self.lookup_items,
+                "lookup_users": self.lookup_users,
+            }
         return {
             "serving_default": self.recommend,
             "recommend_csv": self.recommend_csv,

@@ -7,6 +7,12 @@ strings. Features follow the evaluation contract of
 ``user_id [B]`` and a dummy ``target_item [B]``. Empty strings are dropped,
 unknown ids become ``OOV_ID`` (:mod:`tfpps.serving.vocab`) and only the most
 recent ``max_len`` items are kept, as in evaluation.
+
+Product-search models also take the request's ``query`` text: it is
+normalised exactly as the Beam job normalises queries
+(:func:`normalize_query`: lower-case, split on non-alphanumerics, Porter-stem,
+de-duplicate) and looked up in the word vocabulary (``query_word_ids [B, Q]``,
+unknown words -> ``OOV_ID``).
 """
 from __future__ import annotations
 
@@ -22,6 +28,14 @@ from tfpps.serving.vocab import Vocabulary
 class Request:
     user: str
     history: list[str]
+    query: str = ""
+
+
+def normalize_query(text: str) -> str:
+    """The Beam job's query normalisation, as space-joined words (``"Running Shoes!"`` -> ``"run shoe"``)."""
+    from beam_jobs.examples import normalize_words
+
+    return " ".join(normalize_words(text or ""))
 
 
 @dataclasses.dataclass
@@ -39,16 +53,24 @@ def parse_history(text: str) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
-def encode_requests(requests: Sequence[Request], items: Vocabulary, users: Vocabulary, max_len: int) -> dict:
-    """Model features (numpy) for ``requests``; see the module docstring."""
+def encode_requests(requests: Sequence[Request], items: Vocabulary, users: Vocabulary, max_len: int,
+                    words: Vocabulary | None = None) -> dict:
+    """Model features (numpy) for ``requests``; with ``words`` also ``query_word_ids``. See the module docstring."""
     rows = [[items.index(t) for t in r.history if t][-max_len:] if max_len > 0 else [] for r in requests]
     width = max([1] + [len(r) for r in rows])
     ids = np.zeros((len(rows), width), np.int64)
     for b, row in enumerate(rows):
         ids[b, : len(row)] = row
-    return {
+    features = {
         "item_ids": ids,
         "length": np.array([len(r) for r in rows], np.int64),
         "user_id": np.array([users.index(r.user) for r in requests], np.int64),
         "target_item": np.zeros(len(rows), np.int64),
     }
+    if words is not None:
+        queries = [[words.index(w) for w in normalize_query(r.query).split()] for r in requests]
+        q = np.zeros((len(queries), max([1] + [len(x) for x in queries])), np.int64)
+        for b, row in enumerate(queries):
+            q[b, : len(row)] = row
+        features["query_word_ids"] = q
+    return features

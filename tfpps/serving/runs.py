@@ -4,7 +4,8 @@ Neural models load ``weights/best``; non-neural ones (popularity, KNN) have no
 weights and are refitted on the run's training split, as ``tfpps.evaluate``
 does. :class:`InProcessRecommender` answers requests with the model's
 ``score_items`` and ``tf.math.top_k`` over the real items (PAD and OOV
-excluded), with the same request encoding as the exported graph.
+excluded), with the same request encoding as the exported graph. Search
+models also get the request's query (``takes_query``).
 """
 from __future__ import annotations
 
@@ -80,9 +81,12 @@ class InProcessRecommender:
         self.dataset = self.loaded.run.data.dataset
         self.max_k = len(self.items) - FIRST_ID
         self.item_meta_path = dataset_item_meta_path(data.path)
+        self.takes_query = data.kind == "search"  # product-search models rank for a (user, query)
+        self.words = Vocabulary(data.vocab("words")) if self.takes_query else None
 
     def features(self, requests: Sequence[Request]) -> dict:
-        return {k: tf.constant(v) for k, v in encode_requests(requests, self.items, self.users, self.max_len).items()}
+        encoded = encode_requests(requests, self.items, self.users, self.max_len, self.words)
+        return {k: tf.constant(v) for k, v in encoded.items()}
 
     def recommend(self, requests: Sequence[Request], k: int) -> list[Recommendations]:
         values, idx = top_k_real(self.loaded.model.score_items(self.features(requests)), min(k, self.max_k))

@@ -1,0 +1,265 @@
+"""Product search (HEM, QEM, AEM, ZAM, HRNN-search): attention math, samplers, query encoders, the
+search evaluation (training purchases removed, TREC files), and learning on synthetic search data."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from beam_jobs import build_features
+from tfpps import registry
+from tfpps.config import ConfigError, build_run_config
+from tfpps.data import pipeline, synthetic
+from tfpps.evaluation.trec import run_file_metrics
+from tfpps.layers.query_encoder import QueryEncoder
+from tfpps.models.aem import attention_weights
+from tfpps.tasks.negative_sampling import UnigramSampler, negative_sampling_loss
+from tfpps.training.trainer import build_model, evaluate_split, train
+
+
+# ----------------------------------------------------------------------------- zero attention
+def test_zero_attention_shrinks_the_user_vector_when_nothing_is_relevant():
+    mask = tf.constant([[True, True, True, False]])
+    irrelevant = tf.constant([[-12.0, -15.0, -11.0, 99.0]])  # f(q, i) << 0 for every purchase; the padding slot is ignored
+    zam = attention_weights(irrelevant, mask, zero_attention=True).numpy()[0]
+    aem = attention_weights(irrelevant, mask, zero_attention=False).numpy()[0]
+    assert zam.sum() < 1e-4 and zam[3] == 0  # u = sum a_i v_i -> 0
+    assert aem.sum() == pytest.approx(1.0, abs=1e-6) and aem[3] == 0  # AEM always averages its purchases
+    # exp(s) / (1 + sum exp(s)) by hand
+    scores = tf.constant([[0.5, -1.0, 2.0, 0.0]])
+    e = np.exp([0.5, -1.0, 2.0])
+    np.testing.assert_allclose(attention_weights(scores, mask, True).numpy()[0, :3], e / (1 + e.sum()), rtol=1e-5)
+    np.testing.assert_allclose(attention_weights(scores, mask, False).numpy()[0, :3], e / e.sum(), rtol=1e-5)
+    # no purchase at all: u = 0 in both
+    empty = tf.constant([[False, False, False, False]])
+    assert attention_weights(scores, empty, True).numpy().sum() == 0 == attention_weights(scores, empty, False).numpy().sum()
+
+
+def test_zam_user_vector_norm_goes_to_zero_as_relevance_drops(search_dataset):
+    model = build_model(_run("zam", search_dataset), pipeline.DatasetDir(search_dataset))
+    features = {"query_word_ids": tf.constant([[2, 3]]), "history_item_ids": tf.constant([[2, 3, 4]])}
+    model.user_part(features)  # build
+    norms = []
+    for scale in (0.0, -0.005, -0.05):  # b_f set so that f(q, i) = 0.1 * d * beta * tanh(b_f) = 0, -0.5, -5 for every purchase
+        model.attention_output.assign(tf.fill([model.params.att_hidden_units_num], 1.0))
+        model.attention_projection.bias.assign(tf.fill(model.attention_projection.bias.shape, scale))
+        model.attention_projection.kernel.assign(tf.zeros_like(model.attention_projection.kernel))
+        model.item_embedding.embeddings.assign(tf.ones_like(model.item_embedding.embeddings) * 0.1)
+        norms.append(float(tf.norm(model.user_part(features))))
+    # weights e^f / (1 + 3 e^f): 1/4, 0.215, 0.0066 -> |u| shrinks with them (AEM would stay at 1/3 each)
+    assert norms[0] > norms[1] > norms[2]
+    assert norms[2] / norms[0] == pytest.approx(4 * np.exp(-5) / (1 + 3 * np.exp(-5)), rel=0.05)
+
+
+# ----------------------------------------------------------------------------- negative sampling
+def test_unigram_sampler_follows_count_power_and_never_draws_unseen():
+    counts = np.array([0, 0, 100, 10, 1, 0, 50])
+    sampler = UnigramSampler(counts, distortion=0.75)
+    draws = sampler.sample(200_000, seed=(3, 4)).numpy()
+    assert set(np.unique(draws)) <= {2, 3, 4, 6}
+    expected = np.where(counts > 0, counts.astype(float) ** 0.75, 0)
+    expected[:2] = 0
+    expected /= expected.sum()
+    observed = np.bincount(draws, minlength=len(counts)) / len(draws)
+    np.testing.assert_allclose(observed, expected, atol=0.005)
+    uniform = np.bincount(UnigramSampler(counts, 0.0).sample(100_000, seed=(1, 1)).numpy(), minlength=7) / 100_000
+    np.testing.assert_allclose(uniform[[2, 3, 4, 6]], 0.25, atol=0.01)
+
+
+def test_negative_sampling_loss_matches_the_formula():
+    c = tf.constant([[1.0, 2.0]])
+    t, tb = tf.constant([[0.5, -1.0]]), tf.constant([0.25])
+    n, nb = tf.constant([[1.0, 0.0], [0.0, 1.0]]), tf.constant([0.0, -0.5])
+    sig = lambda x: 1 / (1 + np.exp(-x))
+    want = -np.log(sig(0.5 - 2.0 + 0.25)) - np.log(sig(-1.0)) - np.log(sig(-(2.0 - 0.5)))
+    assert float(negative_sampling_loss(c, t, tb, n, nb)[0]) == pytest.approx(want, rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- query encoders
+@pytest.mark.parametrize("kind", ["fs", "mean", "gru"])
+def test_query_encoder_shapes_and_masking(kind):
+    tf.keras.utils.set_random_seed(0)
+    words = tf.keras.layers.Embedding(20, 6)
+    enc = QueryEncoder(words, 6, kind=kind)
+    short = enc(tf.constant([[4, 7]]))
+    padded = enc(tf.constant([[4, 7, 0, 0, 0]]))
+    assert short.shape == (1, 6)
+    np.testing.assert_allclose(short.numpy(), padded.numpy(), atol=1e-6)  # padding never changes a query
+    if kind == "mean":
+        np.testing.assert_allclose(short.numpy()[0], words(tf.constant([4, 7])).numpy().mean(0), atol=1e-6)
+
+
+def test_hem_padding_quirk_counts_pad_slots_in_the_mean():
+    words = tf.keras.layers.Embedding(20, 4)
+    enc = QueryEncoder(words, 4, kind="mean", padding="hem", max_length=4)
+    out = enc(tf.constant([[4, 7]])).numpy()[0]
+    want = (words(tf.constant([4, 7])).numpy().sum(0) + 2 * enc.pad_vector.numpy()) / 4
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    with pytest.raises(ValueError, match="query encoder"):
+        QueryEncoder(words, 4, kind="bert")
+
+
+# ----------------------------------------------------------------------------- data + evaluation
+@pytest.fixture(scope="module")
+def search_dataset(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("search")
+    raw = tmp / "raw"
+    synthetic.generate(synthetic.SyntheticConfig(n_users=150, n_items=200, n_categories=10, seed=5,
+                                                 events_per_user=40, purchase_rate=0.4), raw)
+    out = tmp / "dataset"
+    build_features.run([
+        "--source=csv", f"--input={raw}/events-*.csv", f"--metadata={raw}/items.jsonl", f"--output={out}",
+        "--kind=search", "--search_split=random", "--test_query_fraction=0.3",
+        "--min_user_interactions=5", "--min_item_interactions=3", "--direct_running_mode=in_memory",
+    ])
+    return out
+
+
+def _run(model, data_dir, tmp_path=None, **overrides):
+    values = {"data.dir": str(data_dir), "verbose": "0", "ks": "[10, 100]", **overrides}
+    if tmp_path is not None:
+        values["run_dir"] = str(tmp_path / model)
+    return build_run_config(model, dataset="synthetic-search", overrides=values)
+
+
+def test_search_split_holds_out_queries_and_keeps_history_to_training(search_dataset):
+    ds = pipeline.DatasetDir(search_dataset)
+    train = list(ds.records("train").as_numpy_iterator())
+    test = list(ds.records("test").as_numpy_iterator())
+    train_queries = {int(r["query_id"]) for r in train}
+    assert test and not train_queries & {int(r["query_id"]) for r in test}  # every evaluation query is unseen
+    for r in test:  # history = training purchases: never a held-out target (repeat purchases are dropped)
+        assert not set(r["history_item_ids"].tolist()) & set(r["target_items"].tolist())
+        assert len(r["history_query_ids"]) == len(r["history_item_ids"]) == len(r["history_timestamps"])
+    for r in train:  # a training example's history holds earlier purchases only, never its own item
+        assert int(r["item_id"]) not in r["history_item_ids"].tolist()
+
+
+class _MemorisingScorer(tf.Module):
+    """Scores every item the user bought in training highest, then the first target, then the rest."""
+
+    def __init__(self, num_items):
+        super().__init__()
+        self.num_items = num_items
+
+    def score_items(self, features):
+        hist = tf.one_hot(tf.cast(features["item_ids"], tf.int32), self.num_items) * 10.0
+        target = tf.one_hot(tf.cast(features["target_items"][:, 0], tf.int32), self.num_items)
+        return tf.reduce_max(hist, axis=1) + target
+
+
+def test_search_evaluation_removes_training_purchases_and_writes_trec_files(search_dataset, tmp_path):
+    from tfpps.evaluation.trec import write_trec_files
+    from tfpps.data import search
+
+    run = _run("qem", search_dataset)
+    data = pipeline.DatasetDir(search_dataset)
+    scorer = _MemorisingScorer(data.num_items)
+    metrics = evaluate_split(scorer, data, "test", run)
+    # with training purchases removed the first target is always ranked 1st: MRR = 1
+    assert metrics["mrr@10"] == pytest.approx(1.0) and metrics["num_examples"] > 50
+    unmasked = run.eval.__class__(ks=[10, 100], mask_history=False)
+    assert unmasked.mask_history is False
+    batches = pipeline.batch_padded(search.eval_examples(data.records("test"), 20), 64)
+    run_file, qrels = write_trec_files(scorer.score_items, batches, data.vocab("users"), data.vocab("items"),
+                                       tmp_path / "test", model_name="memo")
+    lines = run_file.read_text().splitlines()
+    assert lines[0].split()[1] == "Q0" and lines[0].split()[3] == "1" and lines[0].endswith("tfpps-memo")
+    train_items = {}
+    for r in data.records("test").as_numpy_iterator():
+        train_items[f"{data.vocab('users')[r['user_id']]}_{r['query_id']}"] = {data.vocab("items")[i] for i in r["history_item_ids"]}
+    for line in lines:
+        qid, _, item, *_ = line.split()
+        assert item not in train_items[qid]  # training purchases never appear in the run
+    assert run_file_metrics(run_file, qrels)["mrr"] == pytest.approx(1.0)
+
+
+def test_trec_metrics_match_the_evaluator(search_dataset, tmp_path):
+    run = _run("qem", search_dataset, tmp_path, epochs="1")
+    result = train(run, fresh=True)
+    from_files = run_file_metrics(result["trec_run"], Path(result["trec_run"]).with_suffix(".qrels"))
+    assert from_files["num_queries"] == result["metrics"]["num_examples"]
+    assert from_files["mrr"] == pytest.approx(result["metrics"]["mrr@100"], abs=1e-4)
+    assert from_files["ndcg@10"] == pytest.approx(result["metrics"]["ndcg@10"], abs=1e-4)
+
+
+# ----------------------------------------------------------------------------- learning
+def test_search_models_beat_popularity_and_personalisation_runs(search_dataset, tmp_path):
+    pop = train(_run("pop", search_dataset, tmp_path), fresh=True)["metrics"]
+    hem = train(_run("hem", search_dataset, tmp_path, epochs="3", learning_rate="0.1"), fresh=True)["metrics"]
+    zam = train(_run("zam", search_dataset, tmp_path, epochs="3", batch_size="64", embedding_size="32"), fresh=True)["metrics"]
+    assert hem["ndcg@10"] > 1.5 * pop["ndcg@10"], (hem, pop)
+    # ZAM learns (3 short epochs on this tiny fixture are not enough to pass popularity; see the benchmark table)
+    chance = sum(1 / np.log2(k + 1) for k in range(1, 11)) / pipeline.DatasetDir(search_dataset).num_items
+    assert zam["ndcg@10"] > 2 * chance, (zam, chance)
+
+
+@pytest.mark.parametrize("model", ["aem", "hrnn_search"])
+def test_other_search_models_train_and_score(model, search_dataset, tmp_path):
+    result = train(_run(model, search_dataset, tmp_path, epochs="1", embedding_size="16", batch_size="128"), fresh=True)
+    assert result["metrics"]["num_examples"] > 50 and 0 <= result["metrics"]["ndcg@10"] <= 1
+    assert Path(result["trec_run"]).exists()
+
+
+def test_search_model_on_sequential_data_is_a_one_line_error(tmp_path):
+    from tests.test_training import small_dataset  # noqa: F401  (fixture defined there)
+
+    data = tmp_path / "seq"
+    (data / "vocab").mkdir(parents=True)
+    (data / "dataset.json").write_text(json.dumps({"kind": "sequential", "num_items": 5, "num_users": 3, "num_words": 0}))
+    for name in ("items", "users"):
+        (data / "vocab" / f"{name}.tsv").write_text("0\t<PAD>\t0\n1\t<OOV>\t0\n2\tx\t1\n")
+    with pytest.raises(ConfigError, match="needs a product-search dataset"):
+        build_model(_run("hem", data), pipeline.DatasetDir(data))
+
+
+def test_search_models_are_registered_with_configs():
+    for name in ("hem", "qem", "aem", "zam", "hrnn_search"):
+        entry = registry.get(name)
+        assert entry.example_kind == "search"
+        cfg = build_run_config(name, dataset="synthetic-search")
+        cfg.validate()
+    with pytest.raises(ConfigError, match="score"):
+        build_run_config("hem", dataset="synthetic-search", overrides={"score": "l1"}).validate()
+
+
+# ----------------------------------------------------------------------------- serving with a query
+def test_search_model_exports_and_recommends_for_a_query(search_dataset, tmp_path, capsys):
+    from tfpps import recommend
+    from tfpps.export import export_run
+    from tfpps.serving.exported import ExportedRecommender
+    from tfpps.serving.requests import Request, normalize_query
+    from tfpps.serving.runs import InProcessRecommender
+
+    result = train(_run("zam", search_dataset, tmp_path, epochs="1", embedding_size="16", batch_size="128"), fresh=True)
+    run_dir = result["run_dir"]
+    export_run(run_dir, tmp_path / "export", k=10, index="brute-force", log=lambda _: None)
+    data = pipeline.DatasetDir(search_dataset)
+    rec = next(r for r in data.records("test").as_numpy_iterator())
+    words = data.vocab("words")
+    user = data.vocab("users")[rec["user_id"]]
+    history = [data.vocab("items")[i] for i in rec["history_item_ids"]]
+    query = " ".join(words[w] for w in rec["query_word_ids"]).upper() + "!"  # normalised back to the stored words
+    assert normalize_query(query) == " ".join(words[w] for w in rec["query_word_ids"])
+    requests = [Request(user, history, query), Request(user, history, "zzz unknown words")]
+    local = InProcessRecommender(run_dir).recommend(requests, 10)
+    exported = ExportedRecommender(tmp_path / "export").recommend(requests, 10)
+    for a, b in zip(local, exported):
+        assert a.items == b.items
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-5)
+    assert local[0].items != local[1].items  # the query changes the ranking
+    assert recommend.main([f"--model-dir={tmp_path / 'export'}", f"--user={user}", f"--history={','.join(history)}",
+                           f"--query={query}", "--k=5"]) == 0
+    assert "query:" in capsys.readouterr().out
+    assert recommend.main([f"--model-dir={run_dir}", f"--user={user}", "--history="]) == 2
+    assert "product-search model: pass --query" in capsys.readouterr().err
+
+
+def test_search_models_default_to_the_synthetic_search_data():
+    from tfpps import train as train_cli
+
+    run, _ = train_cli.parse(["--model=hem", "--epochs=1"])
+    assert run.data.dataset == "synthetic-search" and run.eval.mask_history
+    run, _ = train_cli.parse(["--model=gru4rec"])
+    assert run.data.dataset == "synthetic"

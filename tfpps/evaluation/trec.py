@@ -1,0 +1,103 @@
+"""Per-query results of product search as TREC files (the HEM code's evaluation format).
+
+``<split>.run`` holds, for every evaluated (user, query), the top ``depth``
+items after removing the user's training purchases, one line each::
+
+    <user>_<query_id> Q0 <item> <rank> <score> tfpps-<model>
+
+and ``<split>.qrels`` the relevant items (``<user>_<query_id> 0 <item> 1``),
+so ``trec_eval -m map -m recip_rank -m ndcg_cut.10 test.qrels test.run``
+scores the run the way Ai et al. report it. :func:`run_file_metrics` computes
+MAP, MRR and NDCG@10 from the two files (binary relevance, trec_eval's
+definitions) and is checked in the tests against the in-graph evaluator.
+
+Example::
+
+    write_trec_files(model.score_items, batches, users, items, "runs/hem/test", model_name="hem")
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+
+import tfpps  # noqa: F401
+import tensorflow as tf
+
+from tfpps.evaluation.evaluator import exclusion_mask
+
+
+def write_trec_files(
+    score_fn: Callable[[Mapping[str, tf.Tensor]], tf.Tensor],
+    batches: Iterable[Mapping[str, tf.Tensor]],
+    users: list[str],
+    items: list[str],
+    prefix: str | Path,
+    model_name: str = "tfpps",
+    depth: int = 100,
+) -> tuple[Path, Path]:
+    """Write ``<prefix>.run`` and ``<prefix>.qrels``; returns their paths.
+
+    ``batches`` are search evaluation batches (:func:`tfpps.data.search.eval_examples`):
+    ``user_id``, ``query_id``, ``item_ids`` (masked history) and ``target_items``.
+    """
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    run_path, qrels_path = prefix.with_suffix(".run"), prefix.with_suffix(".qrels")
+    seen: set[str] = set()
+    with open(run_path, "w", encoding="utf-8") as run_out, open(qrels_path, "w", encoding="utf-8") as qrels_out:
+        for features in batches:
+            scores = tf.convert_to_tensor(score_fn(features))
+            mask = exclusion_mask({**features, "target_item": tf.zeros_like(features["user_id"])}, tf.shape(scores)[1], True)
+            # exclusion_mask never excludes the target column; column 0 (PAD) must go too
+            mask = tf.logical_or(mask, tf.equal(tf.range(tf.shape(scores)[1]), 0)[None, :])
+            masked = tf.where(mask, tf.fill(tf.shape(scores), -np.inf), scores)
+            top = tf.math.top_k(masked, k=min(depth, int(scores.shape[1])))
+            values, indices = top.values.numpy(), top.indices.numpy()
+            for row, (user, query) in enumerate(zip(features["user_id"].numpy(), features["query_id"].numpy())):
+                qid = f"{users[user]}_{int(query)}"
+                if qid in seen:  # one (user, query) can be held out only once per split; keep the first
+                    continue
+                seen.add(qid)
+                rank = 0
+                for value, index in zip(values[row], indices[row]):
+                    if not np.isfinite(value):
+                        break
+                    rank += 1
+                    run_out.write(f"{qid} Q0 {items[index]} {rank} {value:.6f} tfpps-{model_name}\n")
+                for target in dict.fromkeys(int(t) for t in features["target_items"].numpy()[row] if t > 0):
+                    qrels_out.write(f"{qid} 0 {items[target]} 1\n")
+    return run_path, qrels_path
+
+
+def run_file_metrics(run_path: str | Path, qrels_path: str | Path, ndcg_depth: int = 10) -> dict[str, float]:
+    """MAP, MRR and NDCG@``ndcg_depth`` of a TREC run against qrels (binary relevance, mean over qrels queries)."""
+    relevant: dict[str, set[str]] = defaultdict(set)
+    for line in Path(qrels_path).read_text().splitlines():
+        qid, _, doc, rel = line.split()
+        if int(rel) > 0:
+            relevant[qid].add(doc)
+    ranked: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for line in Path(run_path).read_text().splitlines():
+        qid, _, doc, rank, _score, _tag = line.split()
+        ranked[qid].append((int(rank), doc))
+    total = {"map": 0.0, "mrr": 0.0, f"ndcg@{ndcg_depth}": 0.0}
+    for qid, rel in relevant.items():
+        docs = [d for _, d in sorted(ranked.get(qid, []))]
+        hits, ap, rr, dcg = 0, 0.0, 0.0, 0.0
+        for pos, doc in enumerate(docs, start=1):
+            if doc in rel:
+                hits += 1
+                ap += hits / pos
+                rr = rr or 1.0 / pos
+                if pos <= ndcg_depth:
+                    dcg += 1.0 / math.log2(pos + 1)
+        ideal = sum(1.0 / math.log2(p + 1) for p in range(1, min(len(rel), ndcg_depth) + 1))
+        total["map"] += ap / len(rel)
+        total["mrr"] += rr
+        total[f"ndcg@{ndcg_depth}"] += dcg / ideal
+    n = max(1, len(relevant))
+    return {name: value / n for name, value in total.items()} | {"num_queries": len(relevant)}
