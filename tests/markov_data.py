@@ -19,6 +19,20 @@ import tensorflow as tf
 from tfpps.data import schema
 
 
+def leave_one_out_records(seqs: dict, item_id: dict, user_id: dict) -> dict[str, list[bytes]]:
+    """Serialized sequential records per split of each user's sequence: train = all but the last two items,
+    valid/test = that prefix (plus one item for test) with the next item as target (the Beam job's ``loo``)."""
+    splits: dict = {"train": [], "valid": [], "test": []}
+    for u, seq in seqs.items():
+        ids = [item_id.get(t, schema.OOV_ID) for t in seq]
+        base = {"user_id": user_id[u], "session_id": user_id[u]}
+        for split, cut in (("train", len(ids) - 2), ("valid", len(ids) - 2), ("test", len(ids) - 1)):
+            rec = dict(base, item_ids=ids[:cut], timestamps=[1000 * user_id[u] + t for t in range(cut)],
+                       session_starts=[1] + [0] * (cut - 1), target_item=0 if split == "train" else ids[cut])
+            splits[split].append(schema.encode_example(schema.SEQUENTIAL, rec))
+    return splits
+
+
 def write_markov_dataset(out: Path, n_users: int = 400, n_items: int = 60, shards: int = 4, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     seqs = {}
@@ -42,14 +56,7 @@ def write_markov_dataset(out: Path, n_users: int = 400, n_items: int = 60, shard
         rows = [f"0\t{schema.PAD_TOKEN}\t0", f"1\t{schema.OOV_TOKEN}\t0"]
         rows += [f"{i + schema.FIRST_ID}\t{t}\t{count[t]}" for i, t in enumerate(tokens)]
         (out / schema.VOCAB_DIR / schema.VOCAB_FILES[name]).write_text("\n".join(rows) + "\n")
-    splits: dict = {"train": [], "valid": [], "test": []}
-    for u, seq in seqs.items():
-        ids = [item_id.get(t, schema.OOV_ID) for t in seq]
-        base = {"user_id": user_id[u], "session_id": user_id[u]}
-        for split, cut in (("train", len(ids) - 2), ("valid", len(ids) - 2), ("test", len(ids) - 1)):
-            rec = dict(base, item_ids=ids[:cut], timestamps=[1000 * user_id[u] + t for t in range(cut)],
-                       session_starts=[1] + [0] * (cut - 1), target_item=0 if split == "train" else ids[cut])
-            splits[split].append(schema.encode_example(schema.SEQUENTIAL, rec))
+    splits = leave_one_out_records(seqs, item_id, user_id)
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     for split, records in splits.items():
         (out / split).mkdir()

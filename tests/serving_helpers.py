@@ -19,6 +19,7 @@ import tensorflow as tf
 from tfpps import registry
 from tfpps.config import build_run_config
 from tfpps.data import schema
+from markov_data import leave_one_out_records
 
 N_ITEMS, N_USERS = 30, 40
 _CACHE: dict = {}
@@ -49,14 +50,7 @@ def write_tiny_dataset(out: Path, seed: int = 0) -> Path:
     with open(out / schema.VOCAB_DIR / "item_meta.jsonl", "w") as fh:
         for i in range(N_ITEMS):
             fh.write(json.dumps({"item_id": f"m{i}", "title": f"Movie {i}", "categories": [["Drama"], ["Film-Noir"]] if i % 2 else [["Comedy"]], "description": None}) + "\n")
-    splits = {"train": [], "valid": [], "test": []}
-    for u, seq in seqs.items():
-        ids = [item_id.get(t, schema.OOV_ID) for t in seq]
-        base = {"user_id": user_id[u], "session_id": user_id[u]}
-        for split, cut in (("train", len(ids) - 2), ("valid", len(ids) - 2), ("test", len(ids) - 1)):
-            rec = dict(base, item_ids=ids[:cut], timestamps=[1000 * user_id[u] + t for t in range(cut)],
-                       session_starts=[1] + [0] * (cut - 1), target_item=0 if split == "train" else ids[cut])
-            splits[split].append(schema.encode_example(schema.SEQUENTIAL, rec))
+    splits = leave_one_out_records(seqs, item_id, user_id)
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     for split, records in splits.items():
         (out / split).mkdir()
