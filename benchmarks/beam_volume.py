@@ -232,6 +232,7 @@ def plot(rows: list[dict], train_rows: list[dict], fit: tuple[float, float], pat
     ax = axes[1]
     ax.plot(ev, [r["beam_peak_rss_mb"] for r in rows], "o-", label="Beam job: sum of RSS")
     ax.plot(ev, [r["beam_peak_pss_mb"] for r in rows], "o-", label="Beam job: sum of PSS")
+    ax.plot(ev, [r.get("beam_driver_peak_rss_mb") or 0 for r in rows], "o--", label="Beam job: driver process RSS")
     ax.plot(ev, [r["gen_peak_rss_mb"] for r in rows], "o-", label="generator RSS")
     if train_rows:
         ax.plot([t["events"] / 1e6 for t in train_rows], [t["peak_rss_mb"] for t in train_rows], "s-",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import apache_beam as beam
-from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs import cleaning
@@ -39,7 +39,7 @@ def key(e: dict) -> tuple:
 def test_broadcast_and_join_filters_agree_with_a_hand_count():
     events = make_events()
     for broadcast in (True, False):
-        with TestPipeline() as p:
+        with BeamTestPipeline() as p:
             kept = (
                 p
                 | beam.Create(events)
@@ -53,7 +53,7 @@ def test_kcore_matches_the_iterated_definition():
     events = make_events(seed=5)
     expected = kcore_by_hand(events, min_user=5, min_item=4, iterations=3)
     assert 0 < len(expected) < len(events)
-    with TestPipeline() as p:
+    with BeamTestPipeline() as p:
         out, rounds = p | beam.Create(events) | cleaning.KCore(min_user=5, min_item=4, iterations=3)
         assert_that(out | beam.Map(key), equal_to([key(e) for e in expected]))
         assert len(rounds) == 3
@@ -62,7 +62,7 @@ def test_kcore_matches_the_iterated_definition():
 def test_every_filter_checks_its_kept_count():
     events = make_events(seed=7)
     checks: list = []
-    with TestPipeline() as p:
+    with BeamTestPipeline() as p:
         out, _ = p | beam.Create(events) | cleaning.KCore(min_user=5, min_item=4, iterations=2, checks=checks)
         assert len(checks) == 2 * 2 * 2  # (expected, kept) per filter, two filters per round
 
