@@ -33,6 +33,24 @@ def leave_one_out_records(seqs: dict, item_id: dict, user_id: dict) -> dict[str,
     return splits
 
 
+def write_loo_vocabularies(out: Path, seqs: dict, users: list) -> tuple[dict, dict]:
+    """Write the item and user vocabularies of leave-one-out ``seqs`` (items by training count, as the job
+    orders them; ``users`` in the given order) and return ``(item_id, user_id)`` token -> index maps."""
+    counts: dict = {}
+    for seq in seqs.values():
+        for tok in seq[:-2]:
+            counts[tok] = counts.get(tok, 0) + 1
+    items = sorted(counts, key=lambda t: (-counts[t], t))
+    item_id = {t: i + schema.FIRST_ID for i, t in enumerate(items)}
+    user_id = {t: i + schema.FIRST_ID for i, t in enumerate(users)}
+    (out / schema.VOCAB_DIR).mkdir(parents=True)
+    for name, tokens, count in (("items", items, counts), ("users", users, {u: len(seqs[u]) - 2 for u in users})):
+        rows = [f"0\t{schema.PAD_TOKEN}\t0", f"1\t{schema.OOV_TOKEN}\t0"]
+        rows += [f"{i + schema.FIRST_ID}\t{t}\t{count[t]}" for i, t in enumerate(tokens)]
+        (out / schema.VOCAB_DIR / schema.VOCAB_FILES[name]).write_text("\n".join(rows) + "\n")
+    return item_id, user_id
+
+
 def write_markov_dataset(out: Path, n_users: int = 400, n_items: int = 60, shards: int = 4, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     seqs = {}
@@ -43,19 +61,7 @@ def write_markov_dataset(out: Path, n_users: int = 400, n_items: int = 60, shard
             item = (item + 1 + int(rng.integers(2))) % n_items if rng.random() < 0.9 else int(rng.integers(n_items))
             seq.append(item)
         seqs[f"u{u}"] = [f"m{i}" for i in seq]
-    counts: dict = {}
-    for seq in seqs.values():
-        for tok in seq[:-2]:
-            counts[tok] = counts.get(tok, 0) + 1
-    items = sorted(counts, key=lambda t: (-counts[t], t))
-    users = list(seqs)
-    item_id = {t: i + schema.FIRST_ID for i, t in enumerate(items)}
-    user_id = {t: i + schema.FIRST_ID for i, t in enumerate(users)}
-    (out / schema.VOCAB_DIR).mkdir(parents=True)
-    for name, tokens, count in (("items", items, counts), ("users", users, {u: len(seqs[u]) - 2 for u in users})):
-        rows = [f"0\t{schema.PAD_TOKEN}\t0", f"1\t{schema.OOV_TOKEN}\t0"]
-        rows += [f"{i + schema.FIRST_ID}\t{t}\t{count[t]}" for i, t in enumerate(tokens)]
-        (out / schema.VOCAB_DIR / schema.VOCAB_FILES[name]).write_text("\n".join(rows) + "\n")
+    item_id, user_id = write_loo_vocabularies(out, seqs, list(seqs))
     splits = leave_one_out_records(seqs, item_id, user_id)
     options = tf.io.TFRecordOptions(compression_type="GZIP")
     for split, records in splits.items():
@@ -66,8 +72,8 @@ def write_markov_dataset(out: Path, n_users: int = 400, n_items: int = 60, shard
             with tf.io.TFRecordWriter(str(out / split / name), options) as w:
                 for r in records[shard::n]:
                     w.write(r)
-    meta = {"kind": schema.SEQUENTIAL, "split": "loo", "source": "test", "num_items": len(items) + 2,
-            "num_users": len(users) + 2, "num_words": 0, "num_queries": 0,
+    meta = {"kind": schema.SEQUENTIAL, "split": "loo", "source": "test", "num_items": len(item_id) + 2,
+            "num_users": len(user_id) + 2, "num_words": 0, "num_queries": 0,
             "counts": {s: len(r) for s, r in splits.items()}, "has_item_meta": False, "format_version": 1}
     (out / schema.DATASET_FILE).write_text(json.dumps(meta))
     return out

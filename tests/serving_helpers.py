@@ -19,7 +19,7 @@ import tensorflow as tf
 from tfpps import registry
 from tfpps.config import build_run_config
 from tfpps.data import schema
-from markov_data import leave_one_out_records
+from markov_data import leave_one_out_records, write_loo_vocabularies
 
 N_ITEMS, N_USERS = 30, 40
 _CACHE: dict = {}
@@ -34,19 +34,7 @@ def write_tiny_dataset(out: Path, seed: int = 0) -> Path:
         for _ in range(n - 1):
             seq.append((seq[-1] + 1 + int(rng.integers(2))) % N_ITEMS)
         seqs[f"u{u}"] = [f"m{i}" for i in seq]
-    counts: dict = {}
-    for seq in seqs.values():
-        for item in seq[:-2]:
-            counts[item] = counts.get(item, 0) + 1
-    items = sorted(counts, key=lambda t: (-counts[t], t))  # the job orders by training count
-    users = sorted(seqs, key=lambda u: int(u[1:]))
-    item_id = {t: i + schema.FIRST_ID for i, t in enumerate(items)}
-    user_id = {t: i + schema.FIRST_ID for i, t in enumerate(users)}
-    (out / schema.VOCAB_DIR).mkdir(parents=True)
-    for name, tokens, count in (("items", items, counts), ("users", users, {u: len(seqs[u]) - 2 for u in users})):
-        rows = [f"0\t{schema.PAD_TOKEN}\t0", f"1\t{schema.OOV_TOKEN}\t0"]
-        rows += [f"{i + schema.FIRST_ID}\t{t}\t{count[t]}" for i, t in enumerate(tokens)]
-        (out / schema.VOCAB_DIR / schema.VOCAB_FILES[name]).write_text("\n".join(rows) + "\n")
+    item_id, user_id = write_loo_vocabularies(out, seqs, sorted(seqs, key=lambda u: int(u[1:])))
     with open(out / schema.VOCAB_DIR / "item_meta.jsonl", "w") as fh:
         for i in range(N_ITEMS):
             fh.write(json.dumps({"item_id": f"m{i}", "title": f"Movie {i}", "categories": [["Drama"], ["Film-Noir"]] if i % 2 else [["Comedy"]], "description": None}) + "\n")
@@ -57,8 +45,8 @@ def write_tiny_dataset(out: Path, seed: int = 0) -> Path:
         with tf.io.TFRecordWriter(str(out / split / f"part-00000-of-00001{schema.TFRECORD_SUFFIX}"), options) as w:
             for r in records:
                 w.write(r)
-    meta = {"kind": schema.SEQUENTIAL, "split": "loo", "source": "test", "num_items": len(items) + 2,
-            "num_users": len(users) + 2, "num_words": 0, "num_queries": 0,
+    meta = {"kind": schema.SEQUENTIAL, "split": "loo", "source": "test", "num_items": len(item_id) + 2,
+            "num_users": len(user_id) + 2, "num_words": 0, "num_queries": 0,
             "counts": {s: len(r) for s, r in splits.items()}, "has_item_meta": True, "format_version": 1}
     (out / schema.DATASET_FILE).write_text(json.dumps(meta))
     return out
