@@ -18,6 +18,10 @@ de-duplication, iterative k-core, per-user ordering + sessionization,
 split (``--split=loo|last_session|time|fo``), vocabularies (index 0 = PAD,
 1 = OOV, then by training frequency), encoding with the shared feature spec
 (:mod:`tfpps.data.schema`) and sharded gzip TFRecords per split.
+Before publishing, the job checks that no step lost or duplicated data:
+each hand-over (dedup, k-core filters, per-user grouping, encoder) received
+what the step before sent, and the written shards, dead letters and
+vocabularies hold what the pipeline counted (:mod:`beam_jobs.output_checks`).
 The output directory appears only when the job succeeds (written to a
 temporary sibling, then renamed), so a killed run never leaves a partial
 dataset behind.
@@ -41,7 +45,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_jobs import cleaning, examples, timelines
+from beam_jobs import cleaning, examples, output_checks, timelines
 from beam_jobs.events import SourceError
 from beam_jobs.reading import DEAD, ReadEventsFn, check_files, expand_inputs
 from beam_jobs.sources import SOURCES, get_source
@@ -202,6 +206,7 @@ class EncodeFn(beam.DoFn):
         from tfpps.data import schema
 
         split, rec = element
+        yield beam.pvalue.TaggedOutput("counts", (f"{cleaning.CHECK_PREFIX}encode:kept", 1))  # arrived here
         user = user_vocab.get(rec["user_id"], schema.OOV_ID)
         if self.kind == "sequential":
             example = yield from self._sequential(split, rec, item_vocab)
@@ -336,7 +341,9 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         events = events | "EventTypes" >> beam.Filter(lambda e: e.get("event_type") in keep_types)
         stats.append(counted(events, "after_event_type_filter"))
     if args.dedup == "exact":
-        events = events | "Dedup" >> cleaning.DropDuplicates()
+        dedup_checks = []
+        events = events | "Dedup" >> cleaning.DropDuplicates(checks=dedup_checks)
+        stats.extend(dedup_checks)
         stats.append(counted(events, "after_dedup"))
     if args.min_user_interactions > 1 or args.min_item_interactions > 1:
         checks = []  # kept events == sum of the kept keys' counts, per filter; verified in run()
@@ -400,6 +407,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         stats.append(vocab | f"{name}Size" >> beam.Map(lambda v, n=name: (f"vocab_{n}", len(v))))
         index[name] = beam.pvalue.AsSingleton(vocab | f"{name}Index" >> beam.Map(lambda v: {t: i for i, (t, _) in enumerate(v)}))
     empty = beam.pvalue.AsSingleton(p | "NoVocab" >> beam.Create([{}]))
+    stats.append(counted(records, f"{cleaning.CHECK_PREFIX}encode:expected"))  # == the records EncodeFn gets
     encoded = records | "Encode" >> beam.ParDo(
         EncodeFn(args.kind, not keep_zero, min_train_items=1 if args.split == "fo" else 2),
         item_vocab=index["items"],
@@ -823,7 +831,7 @@ def run(argv: list[str]) -> dict:
         with beam.Pipeline(options=pipeline_options(beam_args)) as p:
             build_pipeline(p, args, files, meta_files, tmp_out)
         raw_stats = read_stats(tmp_out)
-        failed = cleaning.failed_checks(raw_stats)
+        failed = cleaning.failed_checks(raw_stats) or output_checks.verify_outputs(tmp_out, raw_stats)
         if failed:
             raise JobError(f"internal check failed, nothing written: {failed[0]} (the runner lost or duplicated data)")
         stats = finalize(tmp_out, args, raw_stats, time.time() - start, files)

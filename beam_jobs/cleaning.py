@@ -25,33 +25,48 @@ def dedup_key(e: dict) -> tuple:
     return (e["user_id"], e["item_id"], e["timestamp"], e.get("session_id"), e.get("event_type"), e.get("basket_id"))
 
 
-class _FirstCombine(beam.CombineFn):
+class _FirstAndCount(beam.CombineFn):
+    """Per key: the first element seen and how many elements arrived (the count feeds the dedup check)."""
+
     def create_accumulator(self):
-        return None
+        return None, 0
 
     def add_input(self, acc, element):
-        return element if acc is None else acc
+        first, n = acc
+        return (element if first is None else first), n + 1
 
     def merge_accumulators(self, accs):
-        for a in accs:
-            if a is not None:
-                return a
-        return None
+        first, total = None, 0
+        for a, n in accs:
+            first = a if first is None else first
+            total += n
+        return first, total
 
     def extract_output(self, acc):
         return acc
 
 
 class DropDuplicates(beam.PTransform):
-    """Exact-duplicate removal with a combiner (bounded memory per key)."""
+    """Exact-duplicate removal with a combiner (bounded memory per key).
+
+    With ``checks``, also emits the check that every event sent to the combiner arrived there: the
+    per-key arrival counts must sum to the number of events going in.
+    """
+
+    def __init__(self, checks: list | None = None, label: str | None = None):
+        super().__init__(label)
+        self.checks = checks
 
     def expand(self, events):
-        return (
+        firsts = (
             events
             | "KeyForDedup" >> beam.Map(lambda e: (dedup_key(e), e))
-            | "FirstPerKey" >> beam.CombinePerKey(_FirstCombine())
+            | "FirstPerKey" >> beam.CombinePerKey(_FirstAndCount())
             | "Values" >> beam.Values()
         )
+        if self.checks is not None:
+            self.checks.extend(arrival_check(events, firsts | "Arrived" >> beam.Map(lambda fn: fn[1]), "Dedup"))
+        return firsts | "First" >> beam.Map(lambda fn: fn[0])
 
 
 class FilterByKeyCount(beam.PTransform):
@@ -109,6 +124,22 @@ def count_check(counts, kept_events, min_count: int, name: str) -> list:
         kept_events
         | "CheckKept" >> beam.combiners.Count.Globally()
         | "CheckKeptName" >> beam.Map(lambda n: (f"{CHECK_PREFIX}{name}:kept", n))
+    )
+    return [expected, kept]
+
+
+def arrival_check(sent, arrived_counts, name: str) -> list:
+    """Like :func:`count_check` for a step that keeps everything it gets: ``expected`` is the number of
+    elements of ``sent``, ``kept`` the sum of ``arrived_counts`` (what the consuming step saw)."""
+    expected = (
+        sent
+        | f"{name}CheckSent" >> beam.combiners.Count.Globally()
+        | f"{name}CheckSentName" >> beam.Map(lambda n: (f"{CHECK_PREFIX}{name}:expected", n))
+    )
+    kept = (
+        arrived_counts
+        | f"{name}CheckArrived" >> beam.CombineGlobally(sum)
+        | f"{name}CheckArrivedName" >> beam.Map(lambda n: (f"{CHECK_PREFIX}{name}:kept", n))
     )
     return [expected, kept]
 

@@ -97,3 +97,87 @@ def test_a_runner_that_loses_events_fails_the_job(tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert "internal check failed, nothing written: Users0 kept 35 events where the counts say 36" in err, err
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
+
+
+def test_dedup_keeps_the_first_and_checks_that_every_event_arrived():
+    events = make_events(seed=11)
+    events = events + events[:9]  # nine exact duplicates
+    checks: list = []
+    with BeamTestPipeline() as p:
+        out = p | beam.Create(events) | cleaning.DropDuplicates(checks=checks)
+        assert_that(out | "Keys" >> beam.Map(key), equal_to(sorted({key(e) for e in events})), label="unique")
+
+        def counts_agree(pairs):
+            stats = dict(pairs)
+            assert stats == {"check:Dedup:expected": len(events), "check:Dedup:kept": len(events)}, stats
+
+        assert_that(checks | beam.Flatten(), counts_agree, label="checks")
+
+
+def _small_log(tmp_path):
+    log = tmp_path / "e.csv"
+    log.write_text("user_id,item_id,timestamp\n" + "".join(f"u{u},i{(u + j) % 4},{100 * j}\n" for u in range(6) for j in range(6))
+                   + "bad row\n")
+    return log
+
+
+def test_a_runner_that_loses_records_before_the_encoder_fails_the_job(tmp_path, monkeypatch, capsys):
+    """A record lost between the per-user step and the encoder (outside every filter) is caught too."""
+    from beam_jobs import build_features
+
+    real = build_features.EncodeFn.process
+
+    def lossy(self, element, *args, **kwargs):
+        split, rec = element
+        if split == "test" and rec["user_id"] == "u2":
+            return  # as if it never arrived
+        yield from real(self, element, *args, **kwargs)
+
+    monkeypatch.setattr(build_features.EncodeFn, "process", lossy)
+    argv = ["--source=csv", f"--input={_small_log(tmp_path)}", f"--output={tmp_path}/out", "--direct_running_mode=in_memory"]
+    assert build_features.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "internal check failed, nothing written: encode kept 17 events where the counts say 18" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_read_back_catches_missing_examples_and_dead_letters(tmp_path, monkeypatch, capsys):
+    """The written files are counted again before publishing: a shard or dead-letter row that went missing
+    on the way to disk fails the job."""
+    from beam_jobs import build_features, output_checks
+
+    argv = ["--source=csv", f"--input={_small_log(tmp_path)}", f"--output={tmp_path}/ok", "--direct_running_mode=in_memory"]
+    stats = build_features.run(argv)
+    out = tmp_path / "ok"
+    assert output_checks.verify_outputs(str(out), {**stats["stages"], **{f"{s}_records": v["records"] for s, v in stats["splits"].items()},
+                                                   "vocab_items": stats["num_items"], "vocab_users": stats["num_users"]}) == []
+    n_train = sum(output_checks.count_tfrecords(str(f)) for f in (out / "train").glob("part-*"))
+    assert n_train == stats["splits"]["train"]["records"] == 6
+
+    real = output_checks.count_tfrecords
+    monkeypatch.setattr(output_checks, "count_tfrecords", lambda path: real(path) - ("/valid/part-00000-" in path))
+    assert build_features.main([*argv[:2], f"--output={tmp_path}/lost"] + argv[3:]) == 2
+    assert "internal check failed, nothing written: valid shards hold 5 examples where the encoder counted 6" in capsys.readouterr().err
+    assert not (tmp_path / "lost").exists()
+
+    monkeypatch.setattr(output_checks, "count_tfrecords", real)
+    real_lines = output_checks.count_lines
+    monkeypatch.setattr(output_checks, "count_lines", lambda path: real_lines(path) - ("dead_letter" in path))
+    assert build_features.main([*argv[:2], f"--output={tmp_path}/lost2"] + argv[3:]) == 2
+    assert "dead_letter files hold 0 rows where the reader counted 1" in capsys.readouterr().err
+
+
+def test_count_tfrecords_rejects_a_truncated_file(tmp_path):
+    from beam_jobs import output_checks
+    import struct
+
+    rec = struct.pack("<QI", 3, 0) + b"abc" + b"\0\0\0\0"
+    (tmp_path / "ok.tfrecord").write_bytes(rec * 4)
+    assert output_checks.count_tfrecords(str(tmp_path / "ok.tfrecord")) == 4
+    (tmp_path / "cut.tfrecord").write_bytes(rec * 2 + rec[:9])
+    try:
+        output_checks.count_tfrecords(str(tmp_path / "cut.tfrecord"))
+    except ValueError as exc:
+        assert "truncated TFRecord header after 2 records" in str(exc)
+    else:
+        raise AssertionError("a truncated file was counted")
