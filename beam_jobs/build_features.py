@@ -303,7 +303,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
 
     read = (
         p
-        | "InputFiles" >> beam.Create(files)
+        | "InputFiles" >> beam.Create(list(enumerate(files)))
         | "ReshuffleFiles" >> beam.Reshuffle()
         | "ReadEvents" >> beam.ParDo(ReadEventsFn(args.source)).with_outputs(DEAD, main="events")
     )
@@ -648,6 +648,7 @@ def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float
         "eval_targets": "multi" if args.split == "fo" else "single",
         "flags": {k: v for k, v in vars(args).items() if k not in ("input", "output")},
         "format_version": 1,
+        "job_version": schema.JOB_VERSION,
     }
     _write_text(f"{tmp_out}/{schema.DATASET_FILE}", json.dumps(meta, indent=2) + "\n")
     return full

@@ -20,25 +20,39 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from beam_jobs.events import log_position
+
 
 def dedup_key(e: dict) -> tuple:
     return (e["user_id"], e["item_id"], e["timestamp"], e.get("session_id"), e.get("event_type"), e.get("basket_id"))
 
 
+def _earlier(a, b):
+    """The event earlier in the log (``a`` on a tie), ``None`` counting as absent."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return b if log_position(b) < log_position(a) else a
+
+
 class _FirstAndCount(beam.CombineFn):
-    """Per key: the first element seen and how many elements arrived (the count feeds the dedup check)."""
+    """Per key: the earliest event in the log and how many events arrived (the count feeds the dedup check).
+
+    Keeping the earliest (not whichever arrives first) makes the kept copy, e.g. its rating, the same on
+    every runner and run."""
 
     def create_accumulator(self):
         return None, 0
 
     def add_input(self, acc, element):
         first, n = acc
-        return (element if first is None else first), n + 1
+        return _earlier(first, element), n + 1
 
     def merge_accumulators(self, accs):
         first, total = None, 0
         for a, n in accs:
-            first = a if first is None else first
+            first = _earlier(first, a)
             total += n
         return first, total
 

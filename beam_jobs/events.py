@@ -22,6 +22,7 @@ from __future__ import annotations
 import calendar
 import dataclasses
 import datetime as _dt
+import decimal
 import math
 import numbers
 import re
@@ -31,6 +32,7 @@ from typing import Any, Mapping
 __all__ = [
     "BadRow",
     "CANONICAL_COLUMNS",
+    "EpochSeconds",
     "Event",
     "ItemMeta",
     "MAX_EVENT_TYPE_CHARS",
@@ -109,6 +111,17 @@ def short_repr(value: Any, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters (for reasons and messages)."""
     r = repr(value)
     return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
+# Key of an event dict's place in the log: (input file index in sorted order, line or row number). The
+# reader adds it; it breaks timestamp ties in log order (as the stable sorts of RecBole and GRU4Rec's
+# preprocessing do) and decides which of several exact duplicates is kept (the earliest).
+LOG_POSITION = "log_position"
+
+
+def log_position(event: Mapping[str, Any]) -> tuple[int, int]:
+    """The event's place in the log; ``(0, 0)`` for events built by hand (no reader)."""
+    return tuple(event.get(LOG_POSITION) or (0, 0))
 
 
 # --------------------------------------------------------------------------- #
@@ -192,6 +205,16 @@ _ISO_RE = re.compile(
 )
 
 
+class EpochSeconds(int):
+    """An int an adapter computed in epoch seconds itself (Ta-Feng order * 86400, DIGINETICA
+    date + timeframe, Amazon ``reviewTime``): :func:`parse_timestamp` returns it as it is,
+    without the by-magnitude ms / us / ns rescaling meant for raw numbers, so an absurd
+    value stays a ``future_timestamp`` instead of being read as milliseconds."""
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
 def _scale_epoch(value: int | float) -> int:
     """Epoch seconds from a non-negative number in s / ms / us / ns (by magnitude).
 
@@ -251,19 +274,26 @@ def parse_timestamp(value: Any) -> int:
     if isinstance(value, bool):
         raise BadRow(f"bad_timestamp: {short_repr(value)}")
     if isinstance(value, _dt.datetime):
+        if value != value:  # pandas NaT (a Parquet timestamp[ns] holding INT64_MIN)
+            raise BadRow("missing_timestamp: NaT")
         if value.tzinfo is None:
             value = value.replace(tzinfo=_dt.timezone.utc)
-        return math.floor(value.timestamp())
+        # exact floor; float(value.timestamp()) rounded e.g. 1700000000.999999999 up to ...001
+        return (value - _EPOCH) // _dt.timedelta(seconds=1)
     if isinstance(value, _dt.date):
         return calendar.timegm(value.timetuple())
+    if isinstance(value, EpochSeconds):
+        return int(value)
     if isinstance(value, numbers.Integral):
         v = int(value)
         return v if v < 0 else _scale_epoch(v)
+    if isinstance(value, decimal.Decimal):  # Parquet decimal columns
+        value = float(value) if value.is_finite() else math.nan
     if isinstance(value, numbers.Real):
         f = float(value)
         if not math.isfinite(f):
             raise BadRow(f"bad_timestamp: {short_repr(f)}")
-        return int(f) if f < 0 else _scale_epoch(f)
+        return math.floor(f) if f < 0 else _scale_epoch(f)  # floor: -0.5 is negative, not 0
     if isinstance(value, bytes):
         try:
             value = value.decode("utf-8")
@@ -292,6 +322,14 @@ def parse_timestamp(value: Any) -> int:
 # Validation
 # --------------------------------------------------------------------------- #
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")  # lone surrogates (JSON "\\ud800"): not encodable as UTF-8
+
+
+def _no_surrogate(text: str, field: str) -> str:
+    bad = _SURROGATE_RE.search(text)
+    if bad:
+        raise BadRow(f"bad_{field}: lone surrogate {bad.group()!r}")
+    return text
 
 
 def _norm_id(value: Any, field: str, required: bool) -> str | None:
@@ -321,7 +359,7 @@ def _norm_id(value: Any, field: str, required: bool) -> str | None:
     bad = _CONTROL_RE.search(text)
     if bad:
         raise BadRow(f"{field}_control_char: {bad.group()!r}")
-    return text
+    return _no_surrogate(text, field)
 
 
 def _norm_text(value: Any, field: str, limit: int) -> str | None:
@@ -335,7 +373,7 @@ def _norm_text(value: Any, field: str, limit: int) -> str | None:
         return None
     if len(text) > limit:
         raise BadRow(f"{field}_too_long: {len(text)} chars")
-    return text
+    return _no_surrogate(text, field)
 
 
 def _norm_rating(value: Any) -> float | None:
@@ -347,6 +385,8 @@ def _norm_rating(value: Any) -> float | None:
         if not _NUMERIC_RE.match(value.strip()):
             raise BadRow(f"bad_rating: {short_repr(value)}")
         value = float(value)
+    if isinstance(value, decimal.Decimal):  # Parquet decimal columns
+        value = float(value) if value.is_finite() else math.nan
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise BadRow(f"bad_rating: {short_repr(value)}")
     try:
@@ -366,8 +406,10 @@ def validate_event(ev: Event, *, now: float | None = None) -> Event:
     * user_id / item_id: present [``missing_user_id``], not blank
       [``empty_user_id``], str or int [``bad_user_id: ...``], at most
       :data:`MAX_ID_CHARS` [``user_id_too_long: N chars``], no tab / newline /
-      other ASCII control character [``user_id_control_char: '\\t'``]; ids are
-      whitespace-stripped. session_id / basket_id: same, but blank -> None.
+      other ASCII control character [``user_id_control_char: '\\t'``], no lone
+      surrogate [``bad_user_id: lone surrogate '\\ud800'``; also for query / text /
+      event_type]; ids are whitespace-stripped. session_id / basket_id: same, but
+      blank -> None.
     * timestamp: present [``missing_timestamp``], parseable, finite
       [``bad_timestamp: 'abc'``], >= 0 [``negative_timestamp: -5``], not later
       than ``now + 1 day`` [``future_timestamp: N``]; see :func:`parse_timestamp`.

@@ -15,7 +15,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_jobs.events import BadRow, ItemMeta, SourceError
+from beam_jobs.events import LOG_POSITION, BadRow, ItemMeta, SourceError
 from beam_jobs.sources import decode_line, get_source
 
 DEAD = "dead_letter"
@@ -70,9 +70,12 @@ class ReadEventsFn(beam.DoFn):
     def setup(self):
         self.adapter = get_source(self.source_name)
 
-    def process(self, path: str):
+    def process(self, element):
+        """``element``: a path, or ``(file_index, path)`` (the file's place in the sorted input list),
+        which with the line number forms each event's ``log_position``."""
+        file_index, path = element if isinstance(element, tuple) else (0, element)
         if self.adapter.file_format == "parquet" and not self.metadata:
-            yield from self._parquet(path)
+            yield from self._parquet(file_index, path)
             return
         parse_meta = (self.adapter.metadata_parser or parse_canonical_metadata) if self.metadata else None
         state = None
@@ -93,13 +96,13 @@ class ReadEventsFn(beam.DoFn):
                     event = self.adapter.parse_line(line, state)
                     if event is None:
                         continue
-                    yield event.to_dict()
+                    yield {**event.to_dict(), LOG_POSITION: (file_index, line_no)}
                     self.good.inc()
                 except BadRow as exc:
                     self.bad.inc()
                     yield beam.pvalue.TaggedOutput(DEAD, dead_letter(path, line_no, exc.reason, raw))
 
-    def _parquet(self, path: str):
+    def _parquet(self, file_index: int, path: str):
         import pyarrow.parquet as pq
 
         with FileSystems.open(path) as fh:
@@ -111,7 +114,7 @@ class ReadEventsFn(beam.DoFn):
                     row_no += 1
                     self.rows.inc()
                     try:
-                        yield self.adapter.parse_record(record, state).to_dict()
+                        yield {**self.adapter.parse_record(record, state).to_dict(), LOG_POSITION: (file_index, row_no)}
                         self.good.inc()
                     except BadRow as exc:
                         self.bad.inc()

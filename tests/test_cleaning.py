@@ -181,3 +181,14 @@ def test_count_tfrecords_rejects_a_truncated_file(tmp_path):
         assert "truncated TFRecord header after 2 records" in str(exc)
     else:
         raise AssertionError("a truncated file was counted")
+
+
+def test_dedup_keeps_the_copy_earliest_in_the_log():
+    """Exact duplicates (same user, item, time) may differ in rating; the earliest line's copy is kept,
+    whatever order the runner delivers them in."""
+    copies = [{"user_id": "u", "item_id": "i", "timestamp": 5, "rating": r, "log_position": (f, line)}
+              for r, (f, line) in ((2.0, (0, 9)), (4.0, (0, 3)), (1.0, (1, 1)))]
+    for order in (copies, copies[::-1], copies[1:] + copies[:1]):
+        with BeamTestPipeline() as p:
+            out = p | beam.Create(order) | cleaning.DropDuplicates()
+            assert_that(out | beam.Map(lambda e: e["rating"]), equal_to([4.0]))

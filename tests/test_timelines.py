@@ -76,3 +76,36 @@ def test_same_timestamp_order_does_not_depend_on_arrival_order():
         for r in timelines.build_user_records("u", perm, timelines.TimelineOptions(split="loo")).test
     }
     assert outs == {("a", "b", "c", "d")}
+
+
+def test_same_timestamp_events_keep_log_order():
+    """Ties follow the log (``log_position``), as RecBole's and GRU4Rec's stable sorts do, not the item ids."""
+    evs = [ev("z", 10), ev("a", 10), ev("m", 10), ev("b", 5)]
+    for pos, e in enumerate(evs):
+        e["log_position"] = (0, pos + 2)  # line numbers after a header
+    for perm in (evs, evs[::-1], evs[2:] + evs[:2]):
+        (rec,) = timelines.build_user_records("u", perm, timelines.TimelineOptions(split="loo")).test
+        assert rec["item_ids"] + [rec["target_item"]] == ["b", "z", "a", "m"]
+    # a later input file comes after an earlier one at the same timestamp
+    evs[0]["log_position"] = (1, 1)
+    (rec,) = timelines.build_user_records("u", evs, timelines.TimelineOptions(split="loo")).test
+    assert rec["target_item"] == "z"
+
+
+def test_leave_one_out_holds_out_the_last_tied_event_of_the_log(tmp_path):
+    """End to end: the test target is the user's last event in file order among same-second events."""
+    import tfpps  # noqa: F401
+    from beam_jobs import build_features
+    from tfpps.data import pipeline
+
+    rows = [f"u{u},i{j},{100 * (j // 3)},{5 - j % 2}" for u in range(3) for j in (8, 3, 5, 1, 0, 7, 2)]
+    log = tmp_path / "ties.csv"
+    log.write_text("user_id,item_id,timestamp,rating\n" + "\n".join(rows) + "\n")
+    build_features.run(["--source=csv", f"--input={log}", f"--output={tmp_path}/out", "--split=loo",
+                        "--direct_running_mode=in_memory"])
+    ds = pipeline.DatasetDir(tmp_path / "out")
+    items = ds.vocab("items")
+    targets = {items[int(r["target_item"])] for r in ds.records("test")}
+    # per user, times (j // 3): i8 -> 200, i3 -> 100, i5 -> 100, i1 -> 0, i0 -> 0, i7 -> 200, i2 -> 0;
+    # the last second (200) holds i8 then i7 in file order, so i7 is the target (item-id order would give i8)
+    assert targets == {"i7"}

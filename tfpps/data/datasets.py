@@ -9,6 +9,7 @@ convert its logs to Amazon review dumps first). Placeholders in flag values:
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -52,7 +53,11 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
     cfg = load_yaml(cfg_path)
     out = resolve_path(data_dir or (cfg.get("data") or {}).get("dir") or f"data_out/{name}")
     if (out / schema.DATASET_FILE).exists():
-        return out
+        built = json.loads((out / schema.DATASET_FILE).read_text()).get("job_version", 1)
+        if built >= schema.JOB_VERSION:
+            return out
+        print(f"rebuilding dataset {name!r}: {out} was written by job version {built}, this tfpps writes "
+              f"version {schema.JOB_VERSION} (see tfpps/data/schema.py JOB_VERSION)", flush=True)
     build = cfg.get("build") or {}
     raw_dir = None
     if "generator" in build:
@@ -71,7 +76,7 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
             raise ConfigError(f"datasets/{name}.yaml: build.raw_format={build['raw_format']!r}; expected csv or amazon")
     from beam_jobs import build_features
 
-    argv = job_argv(name, out, raw_dir, beam_args)
+    argv = job_argv(name, out, raw_dir, beam_args)  # with --overwrite (replaces a stale build)
     if not quiet:
         print(f"building dataset {name!r}: python -m beam_jobs.build_features {' '.join(argv)}", flush=True)
     stats = build_features.run(argv)

@@ -122,6 +122,10 @@ DEAD_LETTER_DIR = "dead_letter"
 ITEM_TEXT_DIR = "item_text"
 TFRECORD_SUFFIX = ".tfrecord.gz"
 VOCAB_FILES = {"items": "items.tsv", "users": "users.tsv", "words": "words.tsv", "queries": "queries.tsv"}
+# Version of what the job writes for the same input and flags (in dataset.json as "job_version"); named
+# datasets built by an older version are rebuilt on first use. 1: same-timestamp events ordered by item
+# id. 2: same-timestamp events in log order, as RecBole and GRU4Rec's preprocessing order them.
+JOB_VERSION = 2
 
 
 def split_file_prefix(split: str) -> str:
