@@ -78,17 +78,18 @@ class ReadEventsFn(beam.DoFn):
             yield from self._parquet(file_index, path)
             return
         parse_meta = (self.adapter.metadata_parser or parse_canonical_metadata) if self.metadata else None
+        encodings = self.adapter.metadata_encodings if self.metadata else ("utf-8",)
         state = None
         with FileSystems.open(path) as fh:
             for line_no, raw in enumerate(fh, start=1):
                 self.rows.inc()
                 try:
-                    line = decode_line(raw).rstrip("\r\n")
+                    line = decode_line(raw, encodings).rstrip("\r\n")
                     if parse_meta is not None:
                         meta = parse_meta(line) if line.strip() else None
                         if meta is None:
                             continue
-                        yield meta.to_dict()
+                        yield _encodable(meta.to_dict())
                         self.good.inc()
                         continue
                     if state is None:
@@ -110,7 +111,7 @@ class ReadEventsFn(beam.DoFn):
             state = self.adapter.check_parquet_schema(path, pf.schema_arrow)
             row_no = 0
             for batch in pf.iter_batches(batch_size=10_000):
-                for record in batch.to_pylist():
+                for record, raw in _batch_records(batch):
                     row_no += 1
                     self.rows.inc()
                     try:
@@ -118,7 +119,59 @@ class ReadEventsFn(beam.DoFn):
                         self.good.inc()
                     except BadRow as exc:
                         self.bad.inc()
-                        yield beam.pvalue.TaggedOutput(DEAD, dead_letter(path, row_no, exc.reason, record))
+                        yield beam.pvalue.TaggedOutput(DEAD, dead_letter(path, row_no, exc.reason, raw))
+
+
+def _encodable(meta: dict) -> dict:
+    """``meta`` if all its text can be written as UTF-8, else BadRow naming the field: a lone
+    surrogate (from a JSON ``"\\ud800"`` escape) would stop the job in Beam's coder."""
+    for key, value in meta.items():
+        try:
+            json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRow(f"bad_{key}: lone surrogate (not valid Unicode text)") from None
+    return meta
+
+
+def _batch_records(batch) -> list[tuple[dict, dict]]:
+    """``(record, raw)`` per row of a pyarrow RecordBatch (``raw`` is the dead letter's copy).
+
+    ``to_pylist`` raises for the whole batch on one timestamp or date that Python cannot
+    hold (beyond year 9999 or before year 1). Then the batch is converted value by value:
+    such a value becomes ``datetime.max`` / ``min`` (``date.max`` / ``min``) in the record, so
+    that validation rejects just its row as a future / negative timestamp, and its stored
+    integer and type in ``raw``.
+    """
+    try:
+        return [(r, r) for r in batch.to_pylist()]
+    except (OverflowError, ValueError):
+        pass
+    import datetime as dt
+
+    import pyarrow as pa
+
+    rows = []
+    for i in range(batch.num_rows):
+        record, raw = {}, {}
+        for name, col in zip(batch.schema.names, batch.columns):
+            try:
+                record[name] = raw[name] = col[i].as_py()
+                continue
+            except (OverflowError, ValueError):
+                pass
+            try:
+                stored = col.slice(i, 1).view(pa.int32() if col.type.bit_width == 32 else pa.int64())[0].as_py()
+            except Exception:  # noqa: BLE001 - not backed by one integer
+                stored = None
+            raw[name] = f"{stored} ({col.type})"
+            if stored is not None and pa.types.is_timestamp(col.type):
+                record[name] = dt.datetime.max if stored > 0 else dt.datetime.min
+            elif stored is not None and pa.types.is_date(col.type):
+                record[name] = dt.date.max if stored > 0 else dt.date.min
+            else:
+                record[name] = raw[name]
+        rows.append((record, raw))
+    return rows
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:

@@ -60,6 +60,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from beam_jobs.events import (
     BadRow,
+    EpochSeconds,
     Event,
     ItemMeta,
     SourceError,
@@ -103,6 +104,9 @@ CANONICAL_ALIASES: dict[str, tuple[str, ...]] = {
 
 _REQUIRED = ("user_id", "item_id", "timestamp")
 _JSON_LOAD_ERRORS = (ValueError, SyntaxError, TypeError, MemoryError, RecursionError)
+_MAX_LITERAL_INT_BITS = 10_000
+"""Python-literal lines: larger int literals (hex has no digit limit) are rejected, since
+``str()`` of an int over 4300 digits raises ValueError wherever the value is used."""
 
 
 # --------------------------------------------------------------------------- #
@@ -204,7 +208,7 @@ def _load_json_object(line: str, allow_literal: bool = False) -> dict[str, Any]:
         obj = None
         if allow_literal:
             try:
-                obj = ast.literal_eval(line)
+                obj = _literal_eval(line)
             except _JSON_LOAD_ERRORS:
                 obj = None
         if obj is None:
@@ -214,6 +218,15 @@ def _load_json_object(line: str, allow_literal: bool = False) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise BadRow(f"json_not_object: {type(obj).__name__}")
     return obj
+
+
+def _literal_eval(line: str) -> Any:
+    """``ast.literal_eval`` that refuses int literals of more than ``_MAX_LITERAL_INT_BITS`` bits."""
+    tree = ast.parse(line.lstrip(" \t"), mode="eval")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, int) and node.value.bit_length() > _MAX_LITERAL_INT_BITS:
+            raise ValueError("integer literal too large")
+    return ast.literal_eval(tree)
 
 
 def _normed_keys(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -232,9 +245,13 @@ def _lookup(normed: Mapping[str, Any], aliases: Sequence[str]) -> Any:
 
 def _to_int(value: str, reason: str) -> int:
     text = value.strip()
-    if not text.isdigit():
+    # isdigit() is also true for '²' (int() raises) and for 5000 digits (beyond int()'s limit)
+    if not text.isdigit() or len(text) > 18:
         raise BadRow(f"{reason}: {short_repr(value)}")
-    return int(text)
+    try:
+        return int(text)
+    except ValueError:
+        raise BadRow(f"{reason}: {short_repr(value)}") from None
 
 
 # --------------------------------------------------------------------------- #
@@ -779,7 +796,7 @@ class DigineticaSource(SourceAdapter):
         return Event(
             user_id=user,
             item_id=self._get(fields, state, "item_id"),  # type: ignore[arg-type]
-            timestamp=day + frame // 1000,
+            timestamp=EpochSeconds(day + frame // 1000),
             session_id=session,
             event_type="view",
         )
@@ -796,8 +813,8 @@ _AMZ_TIME = ("unixReviewTime", "timestamp")
 def _amazon_review_time(text: Any) -> int:
     """``reviewTime`` like ``"09 13, 2009"`` (month day, year) -> epoch seconds."""
     try:
-        return int(_dt.datetime.strptime(str(text).strip(), "%m %d, %Y")
-                   .replace(tzinfo=_dt.timezone.utc).timestamp())
+        return EpochSeconds(_dt.datetime.strptime(str(text).strip(), "%m %d, %Y")
+                            .replace(tzinfo=_dt.timezone.utc).timestamp())
     except ValueError:
         raise BadRow(f"bad_timestamp: {short_repr(text)}") from None
 
@@ -934,7 +951,7 @@ class TafengSource(SourceAdapter):
         return Event(
             user_id=customer,
             item_id=self._get(fields, state, "item_id"),  # type: ignore[arg-type]
-            timestamp=order * SECONDS_PER_ORDER,
+            timestamp=EpochSeconds(order * SECONDS_PER_ORDER),
             basket_id=f"{customer}-{order}" if customer else None,
             event_type="purchase",
         )

@@ -193,8 +193,17 @@ def _expected_skip(line: bytes, header: str | None) -> bool:
     return not text.strip() or (header is not None and text == header)
 
 
-def _run_dofn(source: str, rows, header: str | None, first_good=None):
-    """Write the file, run ReadEventsFn.process on it and check every property."""
+def _event_key(e: dict) -> tuple:
+    return (e["user_id"], e["item_id"], e["timestamp"])
+
+
+def _run_dofn(source: str, rows, header: str | None, first_good=None, *, filename: str | None = None,
+              metadata: bool = False, key=_event_key):
+    """Write the file, run ReadEventsFn.process on it and check every property.
+
+    ``filename`` names the file (default ``events.<source>``); ``metadata`` reads it as an
+    item-metadata file; ``key`` maps an output to what a good row's expected info is compared with.
+    """
     lines: list[bytes] = []
     expect: list[tuple[str, object]] = []  # per physical data line
     if header is not None:
@@ -207,9 +216,9 @@ def _run_dofn(source: str, rows, header: str | None, first_good=None):
             lines.append(b)
             expect.append((kind, info) if kind != "bad" or b else ("blank", None))
     with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / f"events.{source}")
+        path = str(Path(tmp) / (filename or f"events.{source}"))
         Path(path).write_bytes(b"\n".join(lines) + b"\n")
-        fn = ReadEventsFn(source)
+        fn = ReadEventsFn(source, metadata=metadata)
         fn.setup()
         out = list(fn.process(path))  # must not raise
 
@@ -232,7 +241,7 @@ def _run_dofn(source: str, rows, header: str | None, first_good=None):
         assert d["raw"] == raw[:MAX_RAW_CHARS] and d["truncated"] == (len(raw) > MAX_RAW_CHARS)
         by_line[d["line"]] = d
 
-    parsed = collections.Counter((e["user_id"], e["item_id"], e["timestamp"]) for e in events)
+    parsed = collections.Counter(key(e) for e in events)
     wanted = collections.Counter()
     for n, (kind, info) in enumerate(expect, start=1 + offset):
         if kind == "good":
@@ -245,7 +254,7 @@ def _run_dofn(source: str, rows, header: str | None, first_good=None):
         elif kind == "blank":
             assert n in skipped
     assert not wanted - parsed, wanted - parsed
-    for e in events:
+    for e in events if not metadata else ():
         assert set(e) >= {"user_id", "item_id", "timestamp"}
         assert e["user_id"] and e["item_id"] and 0 <= e["timestamp"] <= NOW + 86_400
     return events, dead
