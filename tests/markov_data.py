@@ -74,7 +74,7 @@ def write_markov_dataset(out: Path, n_users: int = 400, n_items: int = 60, shard
                     w.write(r)
     meta = {"kind": schema.SEQUENTIAL, "split": "loo", "source": "test", "num_items": len(item_id) + 2,
             "num_users": len(user_id) + 2, "num_words": 0, "num_queries": 0,
-            "counts": {s: len(r) for s, r in splits.items()}, "has_item_meta": False, "format_version": 1}
+            "counts": {s: len(r) for s, r in splits.items()}, "has_item_meta": False, "format_version": 1, "job_version": schema.JOB_VERSION}
     (out / schema.DATASET_FILE).write_text(json.dumps(meta))
     return out
 

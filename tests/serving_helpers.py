@@ -47,7 +47,7 @@ def write_tiny_dataset(out: Path, seed: int = 0) -> Path:
                 w.write(r)
     meta = {"kind": schema.SEQUENTIAL, "split": "loo", "source": "test", "num_items": len(item_id) + 2,
             "num_users": len(user_id) + 2, "num_words": 0, "num_queries": 0,
-            "counts": {s: len(r) for s, r in splits.items()}, "has_item_meta": True, "format_version": 1}
+            "counts": {s: len(r) for s, r in splits.items()}, "has_item_meta": True, "format_version": 1, "job_version": schema.JOB_VERSION}
     (out / schema.DATASET_FILE).write_text(json.dumps(meta))
     return out
 

@@ -50,7 +50,7 @@ def write_tiny_dataset(out: Path, seed: int = 0) -> Path:
     (out / schema.VOCAB_DIR / "items.tsv").write_text("\n".join(items) + "\n")
     (out / schema.VOCAB_DIR / "users.tsv").write_text("\n".join(users) + "\n")
     meta = {"kind": "sequential", "split": "loo", "num_items": N_ITEMS + first, "num_users": N_USERS + first, "num_words": 0,
-            "counts": {s: len(r) for s, r in splits.items()}, "format_version": 1}
+            "counts": {s: len(r) for s, r in splits.items()}, "format_version": 1, "job_version": schema.JOB_VERSION}
     (out / schema.DATASET_FILE).write_text(json.dumps(meta))
     return out
 

@@ -43,21 +43,36 @@ def job_argv(name: str, output: Path, raw_dir: Path | None = None, extra: list[s
     return argv + [f"--output={output}", "--overwrite"] + (extra or [])
 
 
+def managed_dir(name: str, cfg: dict | None = None) -> Path:
+    """The directory tfpps itself builds dataset ``name`` into (its config's ``data.dir``)."""
+    cfg = load_yaml(dataset_config_path(name)) if cfg is None else cfg
+    return resolve_path((cfg.get("data") or {}).get("dir") or f"data_out/{name}")
+
+
 def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = None, quiet: bool = False) -> Path:
-    """Return the built dataset directory of ``name``, building it first when it is missing."""
+    """Return the built dataset directory of ``name``, building it first when it is missing.
+
+    A stale build (older ``job_version``) is rebuilt only in the dataset's own directory;
+    a ``data_dir`` the caller chose is used as it is, with a note, and never overwritten.
+    """
     cfg_path = dataset_config_path(name)
     if not cfg_path.exists():
         if data_dir and (resolve_path(data_dir) / schema.DATASET_FILE).exists():
             return resolve_path(data_dir)
         raise ConfigError(f"unknown dataset {name!r} and no built dataset at data.dir={data_dir!r}")
     cfg = load_yaml(cfg_path)
-    out = resolve_path(data_dir or (cfg.get("data") or {}).get("dir") or f"data_out/{name}")
+    out = resolve_path(data_dir) if data_dir else managed_dir(name, cfg)
     if (out / schema.DATASET_FILE).exists():
         built = json.loads((out / schema.DATASET_FILE).read_text()).get("job_version", 1)
         if built >= schema.JOB_VERSION:
             return out
-        print(f"rebuilding dataset {name!r}: {out} was written by job version {built}, this tfpps writes "
-              f"version {schema.JOB_VERSION} (see tfpps/data/schema.py JOB_VERSION)", flush=True)
+        why = f"{out} was written by job version {built}, this tfpps writes version {schema.JOB_VERSION} " \
+              f"(see tfpps/data/schema.py JOB_VERSION)"
+        if out != managed_dir(name, cfg):  # a directory the user chose: never overwrite it behind their back
+            print(f"note: {why}; using it as it is (rebuild it with the Beam job to get the current behaviour)",
+                  flush=True)
+            return out
+        print(f"rebuilding dataset {name!r}: {why}", flush=True)
     build = cfg.get("build") or {}
     raw_dir = None
     if "generator" in build:
