@@ -98,8 +98,11 @@ def bar_plot(name: str, labels: list[str], series: dict[str, list[float]], ylabe
     ax.set_xticks(x, labels, rotation=15)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    top = max((v for values in series.values() for v in values), default=0)
+    if top > 0:
+        ax.set_ylim(0, top * 1.12)  # room for the bar labels
     if len(series) > 1:
-        ax.legend()
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
     fig.tight_layout()
     path = RESULTS / f"{name}.png"
     fig.savefig(path, dpi=110)
