@@ -43,9 +43,8 @@ def job_argv(name: str, output: Path, raw_dir: Path | None = None, extra: list[s
     return argv + [f"--output={output}", "--overwrite"] + (extra or [])
 
 
-def managed_dir(name: str, cfg: dict | None = None) -> Path:
-    """The directory tfpps itself builds dataset ``name`` into (its config's ``data.dir``)."""
-    cfg = load_yaml(dataset_config_path(name)) if cfg is None else cfg
+def managed_dir(name: str, cfg: dict) -> Path:
+    """The directory tfpps itself builds dataset ``name`` into (its config ``cfg``'s ``data.dir``)."""
     return resolve_path((cfg.get("data") or {}).get("dir") or f"data_out/{name}")
 
 
