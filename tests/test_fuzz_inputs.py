@@ -321,18 +321,17 @@ def _seeded_csv_file(path: Path, seed: int = 1234, n: int = 200):
     return lines, good, bad
 
 
-def test_job_end_to_end_on_fuzzed_file(tmp_path):
+def run_job_and_account(source: str, log: Path, out: Path, rows_read: int, good: list, bad: list):
+    """Run the Beam job on ``log`` and check that its counts add up exactly: every row parsed or
+    dead-lettered, with the expected reasons, one dead-letter record per bad row (at its line), and
+    every good (user, item) in the vocabularies. Returns ``(stats, dead letters by line, dataset)``."""
     from beam_jobs import build_features
     from tfpps.data import pipeline
 
-    log = tmp_path / "fuzz.csv"
-    lines, good, bad = _seeded_csv_file(log)
-    out = tmp_path / "dataset"
     stats = build_features.run(
-        ["--source=csv", f"--input={log}", f"--output={out}", "--split=loo", "--direct_running_mode=in_memory"]
+        [f"--source={source}", f"--input={log}", f"--output={out}", "--split=loo", "--direct_running_mode=in_memory"]
     )
     st_ = stats["stages"]
-    rows_read = len(lines) - 1
     assert st_["events_parsed"] + st_["rows_dead_lettered"] == rows_read
     assert st_["events_parsed"] == len(good) and st_["rows_dead_lettered"] == len(bad)
     assert stats["dead_letter_reasons"] == dict(collections.Counter(r for _, r in bad))
@@ -341,16 +340,23 @@ def test_job_end_to_end_on_fuzzed_file(tmp_path):
     dead = [json.loads(l) for p in (out / "dead_letter").glob("*.jsonl") for l in p.read_text().splitlines()]
     assert len(dead) == len(bad)
     got = {d["line"]: d for d in dead}
+    assert set(got) == {n for n, _ in bad}
     for n, reason in bad:
-        d = got[n]
-        assert d["file"].endswith("fuzz.csv") and d["reason"].split(":")[0] == reason
-        raw = lines[n - 1].decode("utf-8", errors="backslashreplace").rstrip("\r\n")
-        assert d["raw"] == raw[:MAX_RAW_CHARS]
+        assert got[n]["file"].endswith(log.name) and got[n]["reason"].split(":")[0] == reason
 
     ds = pipeline.DatasetDir(out)
     assert {g[1] for _, g in good} <= set(ds.vocab("items"))
     assert {g[0] for _, g in good} <= set(ds.vocab("users"))
     assert stats["num_items"] == len(ds.vocab("items")) and stats["num_users"] == len(ds.vocab("users"))
-    assert {g[1] for _, g in good} & set(ODD_IDS)
-    split_interactions = sum(s["interactions"] for s in stats["splits"].values())
-    assert split_interactions > 0
+    assert sum(s["interactions"] for s in stats["splits"].values()) > 0
+    return stats, got, ds
+
+
+def test_job_end_to_end_on_fuzzed_file(tmp_path):
+    log = tmp_path / "fuzz.csv"
+    lines, good, bad = _seeded_csv_file(log)
+    _, got, _ = run_job_and_account("csv", log, tmp_path / "dataset", len(lines) - 1, good, bad)
+    for n, _ in bad:
+        raw = lines[n - 1].decode("utf-8", errors="backslashreplace").rstrip("\r\n")
+        assert got[n]["raw"] == raw[:MAX_RAW_CHARS]
+    assert {g[1] for _, g in good} & set(ODD_IDS)  # the odd ids made it through
