@@ -5,9 +5,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.tfpps-installed
 
-.PHONY: venv demo test data bench clean
+.PHONY: venv demo test lint data bench clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -23,6 +23,10 @@ demo: venv
 ## Run the test suite.
 test: venv
 	$(PY) -m pytest -q tests
+
+## Lint (ruff; rules in pyproject.toml). CI runs it before the tests.
+lint: venv
+	$(VENV)/bin/ruff check tfpps beam_jobs tests benchmarks
 
 ## Build the real-data datasets used by the benchmarks (needs ../shared/data).
 data: venv

@@ -38,7 +38,7 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "pandas>=2"],
+        "test": ["pytest>=7", "hypothesis>=6", "pandas>=2", "ruff==0.17.6"],
         "gcp": ["apache-beam[gcp]==2.77.0"],
         "scann": ["scann==1.3.2"],  # ScaNN index for tfpps.export (the release built for TensorFlow 2.16)
     },

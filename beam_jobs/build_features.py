@@ -6,16 +6,19 @@ Usage::
         --input=../shared/data/ml-100k/ml-100k.inter --output=data_out/ml-100k \\
         --min_rating=3 --min_user_interactions=10 --min_item_interactions=10 --split=loo
 
-Every flag this job does not know is handed to Beam unchanged, so the same
+Every flag this job does not define is handed to Beam unchanged, so the same
 command runs on Dataflow by adding ``--runner=DataflowRunner --project=P
 --region=R --temp_location=gs://B/tmp --setup_file=./setup.py`` (and
-``--output=gs://...``). Without ``--runner`` it uses the DirectRunner in
-multi-process mode on all local cores.
+``--output=gs://...``); a flag that Beam does not know either (a typo such as
+``--test_queries``) is refused in one line instead of being discarded.
+Without ``--runner`` it uses the DirectRunner (see :func:`pipeline_options`).
+Beam's own log messages and warnings are hidden unless ``--verbose`` is given
+(:func:`quiet_beam_logging`); the job's errors and summary always print.
 
 Stages (each counted in ``stats.json`` and the printed summary):
 read (bad rows -> ``dead_letter/``), rating / event-type filters, exact
 de-duplication, iterative k-core, per-user ordering + sessionization,
-split (``--split=loo|last_session|time|fo``), vocabularies (index 0 = PAD,
+split (``--split=loo|last_session|time|fo|given``), vocabularies (index 0 = PAD,
 1 = OOV, then by training frequency), encoding with the shared feature spec
 (:mod:`tfpps.data.schema`) and sharded gzip TFRecords per split.
 Before publishing, the job checks that no step lost or duplicated data:
@@ -25,30 +28,58 @@ vocabularies hold what the pipeline counted (:mod:`beam_jobs.output_checks`).
 The output directory appears only when the job succeeds (written to a
 temporary sibling, then renamed), so a killed run never leaves a partial
 dataset behind.
+
+The job never loses a user's data and never publishes a useless dataset:
+``--overwrite`` replaces only a directory tfpps created (its
+``.tfpps`` marker or ``dataset.json``; :mod:`tfpps.ownership`), every dataset it
+publishes carries the marker; a build that ends with no examples (no events
+parsed, every event filtered away, a search dataset without queries) is
+refused with the stage that emptied it (:func:`empty_dataset_reason`); a disk
+that fills up or refuses writes ends the job with one line and nothing
+published (:func:`write_error`).
 """
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import glob
 import hashlib
 import heapq
+import logging
 import posixpath
 import json
 import os
+import re
 import shutil
 import socket
 import sys
 import time
 import uuid
+import warnings
 
-import apache_beam as beam
+
+def _beam_noise(record: logging.LogRecord) -> bool:
+    """Logging filter: False for a message below ERROR that Beam's own code logs straight to the root
+    logger (``apitools not found, ...`` when Beam is imported). Installed before Beam's import; see
+    :func:`quiet_beam_logging`."""
+    return record.levelno >= logging.ERROR or f"{os.sep}apache_beam{os.sep}" not in record.pathname
+
+
+if logging.getLogger().level >= logging.WARNING:  # a user who lowered the root level sees everything
+    logging.getLogger().addFilter(_beam_noise)
+
+import apache_beam as beam  # noqa: E402  (after the filter: Beam warns while it is imported)
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from beam_jobs import cleaning, examples, output_checks, timelines
 from beam_jobs.events import SourceError
-from beam_jobs.reading import DEAD, ReadEventsFn, check_files, expand_inputs
+from beam_jobs.reading import (
+    COUNTS, DEAD, ReadEventsFn, check_files, expand_inputs, raise_source_errors, source_error_from_runner,
+)
 from beam_jobs.sources import SOURCES, get_source
+from tfpps import ownership
 
 STATS_TMP = "_stats"
 
@@ -62,10 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m beam_jobs.build_features",
         description="Turn raw interaction logs into tfpps TFRecord datasets. "
-        "Unknown flags are passed to Apache Beam unchanged (e.g. --runner=DataflowRunner).",
+        "Flags the job does not define are passed to Apache Beam unchanged (e.g. --runner=DataflowRunner); "
+        "a flag Beam does not know either is an error.",
     )
     p.add_argument("--source", required=True, help=f"input format: one of {', '.join(sorted(SOURCES))}")
-    p.add_argument("--input", required=True, help="file or glob; several separated by commas")
+    p.add_argument("--input", default="", help="file or glob; several separated by commas (with --split=given: "
+                   "files whose events have a 'split' column)")
+    p.add_argument("--train_input", default="", help="--split=given: the training files (globs, commas), same --source format")
+    p.add_argument("--valid_input", default="", help="--split=given: the validation files (optional; without them "
+                   "validation is the last --valid_days of training)")
+    p.add_argument("--test_input", default="", help="--split=given: the test files")
+    p.add_argument("--filter_eval", default="false", choices=["true", "false"],
+                   help="--split=given: apply the rating / de-duplication / k-core / session filters to the validation "
+                   "and test parts too (default: training part only; eval items unseen in training are dropped either way)")
     p.add_argument("--output", required=True, help="output dataset directory")
     p.add_argument("--metadata", default="", help="item metadata file(s) (titles, category paths)")
     p.add_argument("--kind", default="sequential", choices=["sequential", "basket", "search"], help="example kind to write")
@@ -80,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session_gap_minutes", type=float, default=30.0, help="inactivity gap that starts a session")
     p.add_argument("--min_session_length", type=int, default=1, help="drop sessions shorter than this")
     p.add_argument("--test_days", type=float, default=1.0, help="--split=time: last N days are test")
-    p.add_argument("--valid_days", type=float, default=0.0, help="--split=time: N days before test are valid")
+    p.add_argument("--valid_days", type=float, default=None, help="--split=time: N days before test are valid "
+                   "(default 0: no validation); --split=given without --valid_input: the last N training days are "
+                   "valid (default 1.0)")
     p.add_argument("--test_size", type=float, default=0.2, help="--split=fo: random share of all interactions for test")
     p.add_argument("--valid_size", type=float, default=0.1, help="--split=fo: random share of the rest for validation")
     p.add_argument("--split_seed", type=int, default=2021, help="--split=fo and --kind=search: seed of the random assignments")
@@ -92,12 +134,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--search_split", default="time", choices=examples.SEARCH_SPLITS, help="--kind=search: each user's test purchases are the last ones (time) or a seeded random draw (random, as the HEM code)")
     p.add_argument("--test_query_fraction", type=float, default=0.0, help="--kind=search: share of distinct queries held out for evaluation only (HEM: 0.3); every product keeps a training query")
     p.add_argument("--num_shards", type=int, default=4, help="TFRecord shards per split (0 = runner decides)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output directory (only one tfpps created)")
+    p.add_argument("--verbose", action="store_true", help="show Apache Beam's own log messages and warnings (hidden by default)")
     return p
 
 
+def _beam_option_names(beam_args: list[str]) -> set[str]:
+    """Every option name (dest, without ``--``) Beam's PipelineOptions define, as ``get_all_options`` sees
+    them: the options of every PipelineOptions subclass imported so far, and of the ``--runner``'s module."""
+    runner = next((a.split("=", 1)[1] if "=" in a else (beam_args[i + 1] if i + 1 < len(beam_args) else "")
+                   for i, a in enumerate(beam_args) if a == "--runner" or a.startswith("--runner=")), "")
+    if runner:
+        try:  # importing the runner registers its own options (e.g. FlinkRunnerOptions)
+            from apache_beam.runners.runner import create_runner
+
+            create_runner(runner)
+        except Exception:  # an unknown runner is Beam's error to report, not this check's
+            pass
+    return set(PipelineOptions([]).get_all_options())  # no flags: nothing to discard, no warning
+
+
+def reject_unknown_flags(beam_args: list[str], parser: argparse.ArgumentParser) -> None:
+    """Raise :class:`JobError` (one line) for the first of ``beam_args`` (what the job's parser left) that
+    Beam's PipelineOptions do not know either; Beam would discard it with a warning and run on.
+    Handles ``--flag=value``, ``--flag value`` and a stray word; suggests close matches."""
+    if not beam_args:
+        return
+    job_flags = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    single = next((a for a in beam_args if a.startswith("-") and not a.startswith("--") and a != "-"
+                   and not re.fullmatch(r"-[\d.]+", a)), None)  # not a negative number
+    if single is not None:  # Beam has none; it would discard it with a warning
+        raise JobError(f"unknown flag {single.split('=', 1)[0]} (flags are --name=value; see --help)")
+    known = _beam_option_names(beam_args)
+    # get_all_options(retain_unknown_options=True) adds the unknown flags too: the difference is exactly them
+    unknown = set(PipelineOptions(beam_args).get_all_options(retain_unknown_options=True)) - known
+    for i, arg in enumerate(beam_args):
+        if arg == "--":
+            break
+        if not arg.startswith("-"):
+            prev = beam_args[i - 1] if i else ""
+            if prev.startswith("-") and "=" not in prev:  # the value of the flag before it
+                continue
+            raise JobError(f"unexpected argument {arg!r} (flags are --name=value; see --help)")
+        name = arg.lstrip("-").split("=", 1)[0]
+        if name.replace("-", "_") not in unknown:
+            continue
+        close = difflib.get_close_matches(f"--{name}", job_flags + [f"--{k}" for k in known], n=2, cutoff=0.75)
+        hint = f"; did you mean {' or '.join(close)}? see --help" if close else "; see --help"
+        raise JobError(f"unknown flag --{name} (not a job flag nor a Beam pipeline option{hint})")
+
+
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    args, beam_args = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    reject_unknown_flags(beam_args, parser)
     if args.source not in SOURCES:
         raise JobError(f"--source={args.source!r}: unknown source; known: {', '.join(sorted(SOURCES))}")
     for name in ("min_user_interactions", "min_item_interactions", "num_shards"):
@@ -116,6 +206,22 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         raise JobError(str(exc)) from None
     if args.kind != "sequential" and args.split != "loo":
         raise JobError(f"--split={args.split} applies to --kind=sequential; {args.kind} examples have their own split (see --help)")
+    given_inputs = any((args.train_input, args.valid_input, args.test_input))
+    if args.split == "given":
+        if given_inputs and args.input:
+            raise JobError("--split=given: pass either --input (files with a 'split' column) or "
+                           "--train_input/--valid_input/--test_input, not both")
+        if given_inputs and not (args.train_input and args.test_input):
+            raise JobError("--split=given needs both --train_input and --test_input (--valid_input is optional)")
+        if not given_inputs and not args.input:
+            raise JobError("--split=given needs --train_input and --test_input, or --input with a 'split' column")
+    else:
+        if given_inputs:
+            raise JobError("--train_input/--valid_input/--test_input apply to --split=given")
+        if not args.input:
+            raise JobError("--input is required (file or glob; several separated by commas)")
+    if args.valid_days is not None and args.valid_days < 0:
+        raise JobError(f"--valid_days={args.valid_days}: must be >= 0")
     if args.split == "time" and args.test_days <= 0:
         raise JobError(f"--test_days={args.test_days}: must be > 0 with --split=time")
     if not 0.0 < args.test_size < 1.0:
@@ -127,17 +233,32 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """Beam options from the unknown flags, unchanged; local defaults are only added when absent:
-    DirectRunner in multi-process mode on all cores, and quiet worker logs."""
+    DirectRunner, in its single-process ``in_memory`` mode, and quiet worker logs.
+
+    The multi-process mode is not the default: it has lost events in this job's volume runs
+    (``benchmarks/beam_multiprocess_repro.py``). Asked for explicitly it is kept, with all cores unless
+    ``--direct_num_workers`` is given, and a one-line warning on stderr."""
+    from apache_beam.options.pipeline_options import DirectOptions
+
     given = " ".join(beam_args)
     defaults = []
     if "--runner" not in given:
         defaults.append("--runner=DirectRunner")
     runner = "DirectRunner" if "--runner" not in given else PipelineOptions(beam_args).view_as(StandardOptions).runner
     if runner in ("DirectRunner", "direct"):
-        if "--direct_running_mode" not in given:
-            defaults.append("--direct_running_mode=multi_processing")
-        if "--direct_num_workers" not in given:
+        mode = PipelineOptions(beam_args).view_as(DirectOptions).direct_running_mode if "--direct_running_mode" in given else None
+        if mode is None:
+            defaults.append("--direct_running_mode=in_memory")
+        elif mode != "in_memory" and "--direct_num_workers" not in given:
             defaults.append(f"--direct_num_workers={os.cpu_count() or 1}")
+        if mode == "multi_processing":
+            print(
+                "warning: --direct_running_mode=multi_processing can lose data: Beam's multi-process DirectRunner "
+                "dropped events in this job's volume runs (0.25% to 53% of one step's events, cause inside Beam "
+                "not pinned down); the job's self-checks catch it and refuse to publish. The default in_memory "
+                "mode is correct and about 1.3x slower.",
+                file=sys.stderr,
+            )
         if "--default_sdk_harness_log_level" not in given:
             defaults.append("--default_sdk_harness_log_level=WARNING")
     return PipelineOptions(defaults + list(beam_args))
@@ -250,12 +371,16 @@ class EncodeFn(beam.DoFn):
         if self.drop_unseen and split != "train":
             keep = [i for i, it in enumerate(items) if it != schema.OOV_ID]
             dropped = len(items) - len(keep)
+            given_target = rec["target_item"] is not None  # --split=given (srgnn): prefix -> target as given
+            if given_target and item_vocab.get(rec["target_item"], schema.OOV_ID) == schema.OOV_ID:
+                dropped += 1  # a target never seen in training cannot be ranked: the record goes
+                keep = []
             if dropped:
                 yield beam.pvalue.TaggedOutput("counts", (f"{split}_unseen_items_removed", dropped))
             items, times, starts = [items[i] for i in keep], [times[i] for i in keep], [starts[i] for i in keep]
             if starts:
                 starts[0] = 1
-            if len(items) < 2:
+            if len(items) < (1 if given_target else 2):
                 yield beam.pvalue.TaggedOutput("counts", (f"{split}_records_too_short", 1))
                 return None
         if split == "train" and len(items) < self.min_train_items:
@@ -289,6 +414,8 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         test_size=args.test_size,
         valid_size=args.valid_size,
         split_seed=args.split_seed,
+        filter_eval=args.filter_eval == "true",
+        carve_valid_days=getattr(args, "carve_valid_days", 0.0),
     )
     ex_opts = examples.ExampleOptions(
         basket_by=args.basket_by,
@@ -305,15 +432,19 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         p
         | "InputFiles" >> beam.Create(list(enumerate(files)))
         | "ReshuffleFiles" >> beam.Reshuffle()
-        | "ReadEvents" >> beam.ParDo(ReadEventsFn(args.source)).with_outputs(DEAD, main="events")
+        | "ReadEvents" >> beam.ParDo(ReadEventsFn(
+            args.source, count_rows=True, file_splits=getattr(args, "file_splits", {}),
+            require_split=args.split == "given")).with_outputs(DEAD, COUNTS, main="events")
     )
     events, dead = read.events, read[DEAD]
+    stats.append(read[COUNTS])  # rows_read == events_parsed + rows_dead_lettered + rows_blank + rows_header
     if meta_files:
         meta = (
             p
             | "MetaFiles" >> beam.Create(meta_files)
-            | "ReadMeta" >> beam.ParDo(ReadEventsFn(args.source, metadata=True)).with_outputs(DEAD, main="meta")
+            | "ReadMeta" >> beam.ParDo(ReadEventsFn(args.source, metadata=True, count_rows=True)).with_outputs(DEAD, COUNTS, main="meta")
         )
+        stats.append(meta[COUNTS])  # metadata_rows_read, ...
         dead = (dead, meta[DEAD]) | "AllDead" >> beam.Flatten()
         stats.append(counted(meta.meta, "metadata_items"))
         (
@@ -332,6 +463,10 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         f"{tmp_out}/{schema.DEAD_LETTER_DIR}/part", file_name_suffix=".jsonl"
     )
 
+    eval_events = None
+    if args.split == "given" and args.filter_eval != "true":  # the filters below see the training part only
+        parts = events | "GivenSplit" >> beam.Partition(lambda e, n: 0 if e.get("split", "train") == "train" else 1, 2)
+        events, eval_events = parts[0], parts[1]
     if args.min_rating is not None:
         min_rating = args.min_rating
         events = events | "MinRating" >> beam.Filter(lambda e: e.get("rating") is None or e["rating"] >= min_rating)
@@ -354,15 +489,27 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         for i, r in enumerate(rounds):
             stats.append(counted(r, f"after_kcore_round_{i + 1}"))
 
+    if eval_events is not None:
+        events = (events, eval_events) | "WithEvalEvents" >> beam.Flatten()
+
     if args.kind == "search" and args.queries_from == "categories":
         if not meta_files:
             raise JobError("--queries_from=categories needs --metadata (the item category paths)")
         events = attach_category_queries(events, meta.meta)
+        stats.append(counted(meta.meta | "WithCategoryQueries" >> beam.Filter(examples.category_queries), "items_with_category_queries"))
+    if args.kind == "search":  # a search dataset needs queries: run() names why there are none
+        stats.append(counted(events | "WithQuery" >> beam.Filter(examples.event_queries), "events_with_query"))
 
     max_ts = None
     if args.split == "time":
         max_ts = beam.pvalue.AsSingleton(
             events | "Times" >> beam.Map(lambda e: e["timestamp"]) | "MaxTime" >> beam.CombineGlobally(max)
+        )
+    elif args.split == "given" and opts.carve_valid_days > 0:  # the latest training event
+        max_ts = beam.pvalue.AsSingleton(
+            events
+            | "TrainTimes" >> beam.FlatMap(lambda e: [e["timestamp"]] if e.get("split", "train") == "train" else [])
+            | "MaxTrainTime" >> beam.CombineGlobally(lambda ts: max(ts, default=0))
         )
     test_queries = None
     if args.kind == "search" and args.test_query_fraction > 0:
@@ -378,9 +525,14 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
     stats.append(timeline.counts | "TimelineCounts" >> beam.CombinePerKey(sum))
 
     # vocabularies, counted on training records (the support used for popularity sampling)
-    keep_zero = not (args.kind == "sequential" and args.split in timelines.SESSION_SPLITS)
+    drop_unseen = args.kind == "sequential" and args.split in timelines.SESSION_SPLITS
+    # --split=given: the item vocabulary is the training INPUT (also the sessions carved off for validation, with
+    # count 0), so carving never turns a test item into an "unseen" one; valid / test input items are not counted
+    given = args.kind == "sequential" and args.split == "given"
+    keep_zero = not drop_unseen or given
     vocabs = {
-        "items": records | "ItemOccurrences" >> beam.FlatMap(lambda sr, k=args.kind: item_occurrences(k, *sr)),
+        "items": records | "ItemOccurrences" >> beam.FlatMap(
+            lambda sr, k=args.kind, g=given: given_item_occurrences(*sr) if g else item_occurrences(k, *sr)),
         "users": records
         | "UserOccurrences" >> beam.Map(lambda sr, k=args.kind: (sr[1]["user_id"], user_weight(k, *sr))),
     }
@@ -409,7 +561,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
     empty = beam.pvalue.AsSingleton(p | "NoVocab" >> beam.Create([{}]))
     stats.append(counted(records, f"{cleaning.CHECK_PREFIX}encode:expected"))  # == the records EncodeFn gets
     encoded = records | "Encode" >> beam.ParDo(
-        EncodeFn(args.kind, not keep_zero, min_train_items=1 if args.split == "fo" else 2),
+        EncodeFn(args.kind, drop_unseen, min_train_items=1 if args.split == "fo" else 2),
         item_vocab=index["items"],
         user_vocab=index["users"],
         word_vocab=index.get("words", empty),
@@ -445,6 +597,14 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         | "StatsJson" >> beam.Map(lambda kv: json.dumps({"key": kv[0], "value": kv[1]}))
         | "WriteStats" >> beam.io.WriteToText(f"{tmp_out}/{STATS_TMP}", file_name_suffix=".jsonl", num_shards=1, shard_name_template="")
     )
+
+
+def given_item_occurrences(split: str, rec: dict) -> list[tuple[str, int]]:
+    """``--split=given``: (item, training count) of the training input's records only: training records count,
+    records carved off for validation add their items with count 0; validation / test inputs add nothing."""
+    if split == "train":
+        return [(t, 1) for t in rec["item_ids"]]
+    return [(t, 0) for t in rec["item_ids"]] if rec.get("carved") else []
 
 
 def item_occurrences(kind: str, split: str, rec: dict) -> list[tuple[str, int]]:
@@ -600,7 +760,7 @@ def _vocab_size(tmp_out: str, name: str) -> int:
 
 
 def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float, files: list[str]) -> dict:
-    """Write stats.json and dataset.json next to the shards; returns the stats."""
+    """Write stats.json, the ``.tfpps`` marker and dataset.json next to the shards; returns the stats."""
     from tfpps.data import schema
 
     num_items, item_count_total = 0, 0
@@ -646,10 +806,12 @@ def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float
         "counts": {s: per_split[s]["records"] for s in schema.SPLITS},
         "has_item_meta": FileSystems.exists(f"{tmp_out}/{schema.VOCAB_DIR}/item_meta.jsonl"),
         "eval_targets": "multi" if args.split == "fo" else "single",
-        "flags": {k: v for k, v in vars(args).items() if k not in ("input", "output")},
+        "flags": {k: v for k, v in vars(args).items()
+                  if k not in ("input", "output", "train_input", "valid_input", "test_input", "file_splits")},
         "format_version": 1,
         "job_version": schema.JOB_VERSION,
     }
+    _write_text(f"{tmp_out}/{ownership.MARKER}", ownership.marker_text(ownership.DATASET))  # tfpps made it
     _write_text(f"{tmp_out}/{schema.DATASET_FILE}", json.dumps(meta, indent=2) + "\n")
     return full
 
@@ -735,6 +897,25 @@ def _delete_remote_tree(path: str) -> None:
         FileSystems.delete([path])
 
 
+def check_replaceable(out: str, flag: str = "--output") -> None:
+    """Raise :class:`tfpps.ownership.NotOurs` (one line) unless ``out`` is absent, empty or a dataset tfpps
+    created, i.e. unless replacing it loses nothing of anyone's. Locally :func:`tfpps.ownership.check_replaceable`;
+    on object stores ``out`` must hold ``dataset.json``, the ``.tfpps`` marker or a killed publish's
+    ``_PUBLISHING`` marker."""
+    from tfpps.data import schema
+
+    if is_local(out):
+        ownership.check_replaceable(out, ownership.DATASET, flag)
+        return
+    if not output_exists(out):
+        return
+    if any(FileSystems.exists(f"{out}/{name}") for name in (schema.DATASET_FILE, ownership.MARKER, PUBLISHING_MARKER)):
+        return
+    raise ownership.NotOurs(
+        f"{flag}={out}: exists and is not a tfpps dataset (no {schema.DATASET_FILE}, {ownership.MARKER} or "
+        f"{PUBLISHING_MARKER}); choose an empty or new directory")
+
+
 def publish(tmp_out: str, out: str) -> None:
     """Move the finished temp output to its final place.
 
@@ -750,9 +931,12 @@ def publish(tmp_out: str, out: str) -> None:
     one run; a publish killed half-way leaves no ``dataset.json`` (so the
     reader refuses the directory) and the marker, and the next run replaces
     it even without ``--overwrite``.
+
+    Only what tfpps created is replaced (:func:`check_replaceable`, checked again here).
     """
     from tfpps.data import schema
 
+    check_replaceable(out)
     if is_local(out):
         old = None
         if os.path.lexists(out):
@@ -785,8 +969,9 @@ def publish(tmp_out: str, out: str) -> None:
 
 def summary_table(stats: dict) -> str:
     st = stats["stages"]
-    rows = [("rows read -> events parsed", st.get("events_parsed", 0)), ("rows dead-lettered", st.get("rows_dead_lettered", 0))]
+    rows = [("rows read", st.get("rows_read", 0)), ("events parsed", st.get("events_parsed", 0)), ("rows dead-lettered", st.get("rows_dead_lettered", 0))]
     rows += [(f"  dead letter: {k}", v) for k, v in stats["dead_letter_reasons"].items()]
+    rows.append(("rows skipped: blank / header", f"{st.get('rows_blank', 0)} / {st.get('rows_header', 0)}"))
     for key in ("after_rating_filter", "after_event_type_filter", "after_dedup"):
         if key in st:
             rows.append((key.replace("_", " "), st[key]))
@@ -810,34 +995,222 @@ def summary_table(stats: dict) -> str:
     return "\n".join(lines)
 
 
+# Beam's loggers and the levels they get when quiet: everything below ERROR, and the ERROR with which
+# a failing step logs the exception it re-raises (the job reports that exception itself, in one line).
+_QUIET_LEVELS = {"apache_beam": logging.ERROR, "apache_beam.runners.common": logging.CRITICAL}
+_QUIETED: list[str] = []  # the loggers quiet_beam_logging set (so --verbose may undo it)
+
+
+def quiet_beam_logging(verbose: bool) -> None:
+    """Hide Apache Beam's own log messages and Python warnings, unless ``verbose`` or the user chose log
+    levels: a root logger set below WARNING, or a level already set on a Beam logger (both win). What is
+    hidden is harmless on every run (``apitools not found``, ``python-snappy``, ``No semi_persistent_directory``,
+    ``Discarding unparseable args`` of Beam's own workers, the traceback of an error the job then reports
+    in one line, ...); the job's own errors, its one warning (``--direct_running_mode=multi_processing``)
+    and the summary are printed, not logged, and always show. Worker processes get
+    ``--default_sdk_harness_log_level=ERROR`` in :func:`run`."""
+    root = logging.getLogger()
+    user_set = logging.getLogger("apache_beam").level != logging.NOTSET and "apache_beam" not in _QUIETED
+    if verbose or user_set or root.level < logging.WARNING:
+        root.removeFilter(_beam_noise)
+        while _QUIETED:
+            logging.getLogger(_QUIETED.pop()).setLevel(logging.NOTSET)
+        warnings.filterwarnings("default", module="apache_beam")
+        return
+    for name, level in _QUIET_LEVELS.items():
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(level)
+            _QUIETED.append(name)
+    root.addFilter(_beam_noise)  # messages Beam logs on the root logger itself
+    warnings.filterwarnings("ignore", module="apache_beam")
+
+
+# A write the disk refused: the job stops with one line (no traceback) and publishes nothing.
+WRITE_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "EFBIG", "EIO")
+                         if hasattr(errno, name))
+_ERRNO_TEXT_RE = re.compile(r"\[Errno (\d+)\] ([^:\n'\"\]]+)")
+
+
+def write_error(exc: BaseException) -> OSError | None:
+    """The OSError a refused write (disk full, quota, read-only, permission) raised somewhere in ``exc``: itself,
+    its causes and contexts, a BeamIOError's per-file exceptions, or (from a runner that only passes a worker's
+    traceback on as text) the ``[Errno N] message`` in its text; None when it is no such error."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in WRITE_ERRNOS:
+            return e
+        details = getattr(e, "exception_details", None)  # BeamIOError: {path: exception}
+        if isinstance(details, dict):
+            todo.extend(v for v in details.values() if isinstance(v, BaseException))
+        todo.extend((e.__cause__, e.__context__))
+    for number, message in _ERRNO_TEXT_RE.findall(str(exc)):
+        if int(number) in WRITE_ERRNOS:
+            return OSError(int(number), message.strip())
+    return None
+
+
+def _counts(stats: dict, prefix: str, top: int = 3) -> str:
+    rows = sorted(((k[len(prefix):], v) for k, v in stats.items() if k.startswith(prefix) and v), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{k} {v}" for k, v in rows[:top])
+
+
+def empty_dataset_reason(stats: dict, args: argparse.Namespace, files: list[str]) -> str | None:
+    """Why the finished pipeline wrote no examples at all (a search dataset: no training examples, each of
+    which has a query), in one line naming the stage that emptied it; None when it has some. Such a
+    dataset used to publish with exit status 0, and training then crashed on it."""
+    from tfpps.data import schema
+
+    kept = stats.get("train_records", 0) if args.kind == "search" else sum(stats.get(f"{s}_records", 0) for s in schema.SPLITS)
+    if kept > 0:
+        return None
+    parsed = stats.get("events_parsed", 0)
+    if parsed == 0:
+        dead = stats.get("rows_dead_lettered", 0)
+        reasons = _counts(stats, "dead_letter_reason:")
+        return (f"no events: 0 rows parsed from {len(files)} file(s) ({stats.get('rows_read', 0)} rows read: "
+                f"{stats.get('rows_header', 0)} header, {stats.get('rows_blank', 0)} blank, {dead} dead-lettered"
+                + (f"; top reasons: {reasons}" if reasons else "") + "); nothing written")
+    kcore = f"k-core round {{}} (--min_user_interactions={args.min_user_interactions} --min_item_interactions={args.min_item_interactions})"
+    stages = [("after_rating_filter", f"--min_rating={args.min_rating}"), ("after_event_type_filter", f"--event_types={args.event_types}"),
+              ("after_dedup", "de-duplication")]
+    stages += sorted(((k, kcore.format(k.rsplit("_", 1)[1])) for k in stats if re.fullmatch(r"after_kcore_round_\d+", k)),
+                     key=lambda kv: int(kv[0].rsplit("_", 1)[1]))
+    before = f"{parsed} events parsed"
+    for key, label in stages:
+        if key not in stats:
+            continue
+        if stats[key] == 0:
+            return f"no events left after {label}: {before}, 0 after it; nothing written"
+        before = f"{stats[key]} events {key.replace('_', ' ')}"
+    n_events = stats.get(f"{cleaning.CHECK_PREFIX}group_by_user:expected", parsed)
+    if args.kind == "search" and stats.get("events_with_query", 0) == 0:
+        if args.queries_from == "log":
+            why = (f"none of the {n_events} events has a query (the log's query column is missing or empty; "
+                   "--queries_from=categories with --metadata makes queries from item category paths)")
+        elif stats.get("items_with_category_queries", 0) == 0:
+            why = (f"no item of the {stats.get('metadata_items', 0)} in --metadata has a category path of two or "
+                   "more levels (--queries_from=categories)")
+        else:
+            why = (f"none of the {n_events} events is of an item with a category path in --metadata "
+                   f"({stats['items_with_category_queries']} items have one; are the item ids the same?)")
+        return f"no queries: {why}; nothing written"
+    users_in = stats.get("users_in", 0)
+    if stats.get("users", 0) == 0:
+        needs = {"sequential": f"at least max(1, --min_user_interactions={args.min_user_interactions}) events in sessions "
+                               f"of --min_session_length={args.min_session_length} or more",
+                 "basket": "enough baskets", "search": "a purchase with a query"}[args.kind]
+        return f"no examples: all {users_in} users were removed as too short (each needs {needs}); nothing written"
+    counters = ", ".join(f"{k.replace('_', ' ')} {stats[k]}" for k in ("train_records_too_short", "users_train_only", "short_users_removed")
+                         if stats.get(k))
+    what = "training examples" if args.kind == "search" else "examples"
+    return (f"no {what}: {stats.get('users', 0)} users kept, but every record was dropped"
+            + (f" ({counters})" if counters else "") + "; nothing written")
+
+
+def input_files(args: argparse.Namespace) -> tuple[list[str], dict[int, str]]:
+    """The input files in reading order and, for ``--split=given`` with separate inputs, the split of each
+    (file index -> train / valid / test; empty when the events carry a ``split`` column)."""
+    def expand(flag: str) -> list[str]:
+        return expand_inputs([s for s in getattr(args, flag).split(",") if s.strip()])
+
+    if args.split != "given" or args.input:
+        return expand("input"), {}
+    files, splits = [], {}
+    for split, flag in (("train", "train_input"), ("valid", "valid_input"), ("test", "test_input")):
+        for path in expand(flag) if getattr(args, flag) else []:
+            if path in files:
+                raise JobError(f"--{flag}: {path} is also an input of --{splits[files.index(path)]}_input; "
+                               "a file belongs to one split")
+            splits[len(files)] = split
+            files.append(path)
+    return files, splits
+
+
+def resolve_valid_days(args: argparse.Namespace) -> None:
+    """Set ``args.valid_days`` (its default depends on the split) and ``args.carve_valid_days`` (given split,
+    no validation input: how many of the last training days become validation). ``--split=time`` without
+    ``--valid_days`` has no validation split, as before: one note line says so."""
+    # a 'split' column (--input) holds its own validation rows; --valid_days then carves more from training
+    given_valid = args.split == "given" and (bool(args.valid_input) or (bool(args.input) and args.valid_days is None))
+    args.carve_valid_days = 0.0
+    if args.split == "given" and not given_valid:
+        args.valid_days = 1.0 if args.valid_days is None else args.valid_days
+        args.carve_valid_days = args.valid_days
+        if args.valid_days == 0:
+            print("note: no --valid_input and --valid_days=0: the validation split is empty and early stopping is off",
+                  file=sys.stderr)
+    elif args.split == "time" and args.valid_days is None:
+        args.valid_days = 0.0
+        print("note: --split=time without --valid_days: the validation split is empty and early stopping is off "
+              "(pass --valid_days=N to hold out the N days before the test days)", file=sys.stderr)
+    elif args.valid_days is None:
+        args.valid_days = 0.0
+
+
 def run(argv: list[str]) -> dict:
-    """Run the job; returns the stats dict. Raises JobError / SourceError with one-line messages."""
+    """Run the job; returns the stats dict. Raises JobError / SourceError / ownership.NotOurs with one-line
+    messages; nothing is published unless it returns."""
     args, beam_args = parse_args(argv)
+    quiet_beam_logging(args.verbose)
+    if not args.verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in beam_args):
+        beam_args = beam_args + ["--default_sdk_harness_log_level=ERROR"]  # worker processes: quiet too
     get_source(args.source)
-    files = expand_inputs([s for s in args.input.split(",") if s.strip()])
+    files, args.file_splits = input_files(args)
     check_files(args.source, files)
+    resolve_valid_days(args)
     meta_files = expand_inputs([s for s in args.metadata.split(",") if s.strip()]) if args.metadata else []
     out = args.output.rstrip("/")
     if is_local(out):
         out = os.path.abspath(out)
         remove_stale_scratch(out)  # what killed runs left beside the output
-    if output_exists(out) and not args.overwrite and not is_dead_publish(out):
-        raise JobError(f"--output={args.output}: already exists (pass --overwrite to replace it)")
+    if output_exists(out):
+        check_replaceable(out)  # never replace what tfpps did not create, --overwrite or not
+        if not args.overwrite and not is_dead_publish(out):
+            raise JobError(f"--output={args.output}: already exists (pass --overwrite to replace it)")
     tmp_out = scratch_path(out, "tmp")
     if is_local(tmp_out):
-        os.makedirs(tmp_out)
+        try:
+            os.makedirs(tmp_out)
+        except OSError as exc:
+            raise JobError(f"writing {out}: cannot create a directory in {os.path.dirname(out)}: "
+                           f"{exc.strerror or exc}; nothing published") from None
     start = time.time()
     ok = False
     try:
-        with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-            build_pipeline(p, args, files, meta_files, tmp_out)
-        raw_stats = read_stats(tmp_out)
-        failed = cleaning.failed_checks(raw_stats) or output_checks.verify_outputs(tmp_out, raw_stats)
-        if failed:
-            raise JobError(f"internal check failed, nothing written: {failed[0]} (the runner lost or duplicated data)")
-        stats = finalize(tmp_out, args, raw_stats, time.time() - start, files)
-        publish(tmp_out, out)
-        ok = True
+        try:
+            try:
+                with beam.Pipeline(options=pipeline_options(beam_args)) as p:
+                    build_pipeline(p, args, files, meta_files, tmp_out)
+            except Exception as exc:  # a worker's SourceError that was raised after all: still one line
+                source_error = source_error_from_runner(exc)
+                if source_error is None:
+                    raise
+                raise source_error from None
+            raw_stats = read_stats(tmp_out)
+            raise_source_errors(raw_stats)  # a file a worker could not finish (e.g. a truncated .gz): one line
+            failed = cleaning.failed_checks(raw_stats) or output_checks.verify_outputs(tmp_out, raw_stats)
+            if failed:
+                raise JobError(f"internal check failed, nothing written: {failed[0]} (the runner lost or duplicated data)")
+            empty = empty_dataset_reason(raw_stats, args, files)
+            if empty:
+                raise JobError(empty)
+            stats = finalize(tmp_out, args, raw_stats, time.time() - start, files)
+            publish(tmp_out, out)
+            ok = True
+            if args.split == "given" and args.carve_valid_days > 0:
+                print(f"note: no --valid_input; validation = the last {args.carve_valid_days} day(s) of the training "
+                      f"input ({raw_stats.get('valid_sessions_carved', 0)} sessions)", file=sys.stderr)
+        except (JobError, SourceError, ownership.NotOurs):
+            raise
+        except Exception as exc:  # the disk refused a write (full, quota, read-only): one line, not a traceback
+            refused = write_error(exc)
+            if refused is None:
+                raise
+            raise JobError(f"writing {out}: {refused.strerror or refused}; nothing published") from None
     finally:
         if is_local(tmp_out):
             if os.path.exists(tmp_out):
@@ -854,7 +1227,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         stats = run(argv)
-    except (JobError, SourceError) as exc:
+    except (JobError, SourceError, ownership.NotOurs) as exc:
         print(f"build_features: error: {exc}", file=sys.stderr)
         return 2
     print(summary_table(stats))

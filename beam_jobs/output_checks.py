@@ -8,6 +8,10 @@ exactly what the pipeline counted, i.e.
 * the dead-letter files hold ``rows_dead_lettered`` rows (the reader's count),
 * each vocabulary file has ``vocab_<name>`` rows (the combiner's count).
 
+Only those files are counted, each by its own pattern: the other files of a dataset (``stats.json``,
+``dataset.json``, the ``.tfpps`` ownership marker of :mod:`tfpps.ownership`) are not data and are left alone,
+so the checks give the same answer on the finished dataset as on the temp output they run on.
+
 Counting TFRecords needs no TensorFlow: a record is framed as ``uint64 length, uint32 crc, data[length],
 uint32 crc`` (little-endian), so the reader skips from header to header. Files are opened through Beam's
 ``FileSystems`` (``.gz`` decompressed by extension), so the checks also run on ``gs://`` / ``s3://`` outputs.

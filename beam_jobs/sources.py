@@ -20,7 +20,8 @@ calls them like this::
 inputs). Every event has passed :func:`~beam_jobs.events.validate_event`.
 
 Registered sources (``SOURCES``): ``csv``, ``jsonl``, ``parquet`` (canonical
-columns), ``movielens``, ``yoochoose``, ``diginetica``, ``amazon``, ``tafeng``.
+columns), ``movielens``, ``yoochoose``, ``diginetica``, ``amazon``, ``tafeng``,
+``srgnn`` (SR-GNN pickles, restricted unpickler).
 
 Column-name aliases (canonical csv / jsonl / parquet). Names are compared after
 lower-casing, dropping a RecBole ``:type`` suffix and removing every
@@ -140,22 +141,44 @@ def _norm_name(name: str) -> str:
     return re.sub(r"[^0-9a-z]", "", name.lower())
 
 
+_COMPRESSED_MAGIC = (
+    (re.compile(re.escape(b"\x1f\x8b")), "gzip-compressed (*.gz)"),
+    (re.compile(b"BZh[1-9]1AY&SY"), "bzip2-compressed (*.bz2)"),
+    (re.compile(re.escape(b"\xfd7zXZ\x00")), "xz-compressed (*.xz)"),
+    (re.compile(re.escape(b"\x28\xb5\x2f\xfd")), "zstd-compressed (*.zst)"),
+)
+"""Leading bytes of compressed data; the job decompresses by file extension only."""
+
+
 def _first_line_text(path: str, first_line: str | bytes | None) -> str:
     """Validate / decode the first line given to ``open_state``; SourceError if unusable."""
     if first_line is None:
         raise SourceError(f"{path}: empty input (no lines)")
     if isinstance(first_line, (bytes, bytearray)):
+        first_line = bytes(first_line)
         if first_line.startswith(b"PAR1"):
             raise SourceError(f"{path}: looks like a Parquet file; use source 'parquet'")
-        if first_line.startswith(b"\x1f\x8b"):
-            raise SourceError(f"{path}: looks gzip-compressed; decompress it or name it *.gz")
+        for magic, what in _COMPRESSED_MAGIC:
+            if magic.match(first_line):
+                raise SourceError(f"{path}: looks {what}; decompress it or give it its extension")
+        if first_line.startswith(b"PK\x03\x04"):
+            raise SourceError(f"{path}: looks like a ZIP archive; unzip it and pass the files inside")
         try:
-            first_line = bytes(first_line).decode("utf-8")
-        except UnicodeDecodeError:
-            raise SourceError(f"{path}: first line is not UTF-8 text (binary file?)") from None
+            first_line = first_line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SourceError(
+                f"{path}: first line is not UTF-8 text (byte {err.start + 1}): a binary file, or text in "
+                f"another encoding such as latin-1 / Windows-1252 -- convert it to UTF-8 (e.g. iconv -f "
+                f"latin1 -t utf-8) or save it as UTF-8 / UTF-16 with a byte-order mark"
+            ) from None
     text = first_line.rstrip("\r\n").lstrip("\ufeff")
     if text.startswith("PAR1"):
         raise SourceError(f"{path}: looks like a Parquet file; use source 'parquet'")
+    if "\x00" in text:
+        raise SourceError(
+            f"{path}: first line holds NUL characters: UTF-16 / UTF-32 text without a byte-order mark, "
+            f"or a binary file; save it as UTF-8 (or UTF-16 with a byte-order mark)"
+        )
     if not text.strip():
         raise SourceError(f"{path}: first line is blank (empty input or missing header)")
     return text
@@ -324,6 +347,28 @@ class SourceAdapter:
     def _parse(self, line: str, state: Any) -> Event:
         raise NotImplementedError
 
+    def record_continues(self, text: str, state: Any) -> bool:
+        """True if ``text`` (a line, or lines joined) ends inside a quoted field, so that the record
+        goes on in the next line (RFC 4180). Only quoted delimited layouts (``csv``) have such records."""
+        if not getattr(state, "quoted", False) or '"' not in text:
+            return False
+        try:
+            next(csv.reader([text], delimiter=state.delimiter, strict=True))
+        except csv.Error as err:
+            return str(err) == "unexpected end of data"  # strict mode, end of input in a quoted field
+        except StopIteration:
+            return False
+        return False
+
+    def well_formed(self, text: str, state: Any) -> bool:
+        """True if ``text`` splits into the file's fields (a multi-line record is only taken as one
+        row if it does; see :mod:`beam_jobs.reading`)."""
+        try:
+            self._split(text, state)
+        except BadRow:
+            return False
+        return True
+
     def parse_record(self, record: Mapping[str, Any], state: Any) -> Event:
         """Parse one Parquet record (dict from pyarrow); BadRow for a bad row."""
         raise SourceError(f"source '{self.name}' reads text lines, not Parquet records")
@@ -369,7 +414,10 @@ class SourceAdapter:
         header = _first_line_text(path, first_line)
         delim = _sniff_delimiter(header, delimiters)
         if quoted:
-            names = next(csv.reader([header], delimiter=delim))
+            try:
+                names = next(csv.reader([header], delimiter=delim))
+            except csv.Error as err:  # e.g. a field over csv.field_size_limit()
+                raise SourceError(f"{path}: cannot read the header line ({len(header)} chars): {err}") from None
         else:
             names = header.split(delim)
         cols = _resolve_columns(path, names, spec, required)
@@ -393,6 +441,31 @@ def _canonical_event(get: Callable[[str], Any]) -> Event:
     )
 
 
+SPLIT_NAMES = ("train", "valid", "test")
+_SPLIT_VALUES = {"train": "train", "training": "train", "valid": "valid", "validation": "valid", "val": "valid",
+                 "dev": "valid", "test": "test", "testing": "test"}
+"""Accepted values of a ``split`` column (case-insensitive) -> the split they name."""
+_CSV_SPEC = {**CANONICAL_ALIASES, "split": ("split",)}
+
+
+@dataclasses.dataclass
+class SplitEvent(Event):
+    """An :class:`Event` tagged with the split it belongs to (a ``split`` column; ``--split=given``)."""
+
+    split: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "split": self.split}
+
+
+def split_value(value: Any) -> str:
+    """The split a ``split`` column value names (train / valid / test); BadRow otherwise."""
+    found = _SPLIT_VALUES.get(str(value or "").strip().lower())
+    if found is None:
+        raise BadRow(f"bad_split: {short_repr(value)} (expected train, valid or test)")
+    return found
+
+
 class CsvSource(SourceAdapter):
     """Canonical delimited text with a header; columns by (alias) name.
 
@@ -402,19 +475,45 @@ class CsvSource(SourceAdapter):
 
         user_id,item_id,timestamp,query,rating
         u1,i9,2024-01-02T03:04:05Z,"red shoes, size 9",4.5
+
+    Session logs without users: a ``session_id`` column is enough; every event
+    then gets ``user_id = session_id``, so each session is one timeline and stays
+    whole (as the ``yoochoose`` source does). A ``split`` column (train / valid /
+    test) tags each event with its split (used by ``--split=given``).
     """
 
     name = "csv"
-    description = "canonical CSV/TSV with header (user_id,item_id,timestamp,...)"
+    description = "canonical CSV/TSV with header (user_id or session_id, item_id, timestamp, ...)"
 
     def open_state(self, path: str, first_line: str | bytes | None) -> TextState:
-        return self._header_state(
-            path, first_line, CANONICAL_ALIASES, _REQUIRED, layout="csv", quoted=True
-        )
+        try:
+            state = self._header_state(path, first_line, _CSV_SPEC, ("item_id", "timestamp"), layout="csv", quoted=True)
+        except SourceError:
+            state = None
+        if state is None or ("user_id" not in state.columns and "session_id" not in state.columns):
+            # the usual message, naming every missing column (a session_id column would do for user_id)
+            try:
+                self._header_state(path, first_line, CANONICAL_ALIASES, _REQUIRED, layout="csv", quoted=True)
+            except SourceError as err:
+                hint = " (or a 'session_id' column for session logs without users)" if "'user_id'" in str(err) else ""
+                raise SourceError(f"{err}{hint}") from None
+            raise SourceError(f"{path}: cannot read the header line")  # not reached: the line above raises
+        return state
 
     def _parse(self, line: str, state: TextState) -> Event:
         fields = self._split(line, state)
-        return _canonical_event(lambda k: self._get(fields, state, k))
+        get = (lambda k: self._get(fields, state, k))
+        if "user_id" not in state.columns:
+            session = get("session_id")
+            get = (lambda k: session if k == "user_id" else self._get(fields, state, k))
+        return _canonical_event(get)
+
+    def parse_line(self, line: str | bytes, state: Any) -> Event | None:
+        event = super().parse_line(line, state)
+        if event is None or "split" not in state.columns:
+            return event
+        fields = self._split(decode_line(line), state)
+        return SplitEvent(**dataclasses.asdict(event), split=split_value(fields[state.columns["split"]]))
 
 
 class JsonlSource(SourceAdapter):
@@ -452,7 +551,7 @@ def _check_first_json(
     except BadRow:
         return  # a malformed first row is a row problem, dead-lettered later
     normed = _normed_keys(obj)
-    for key, aliases in required.items():
+    for aliases in required.values():
         if _lookup(normed, aliases) is None:
             raise SourceError(
                 f"{path}: missing required field '{aliases[0]}' (accepted: "
@@ -958,6 +1057,112 @@ class TafengSource(SourceAdapter):
 
 
 # --------------------------------------------------------------------------- #
+# SR-GNN / NARM / GCE-GNN pickles
+# --------------------------------------------------------------------------- #
+SRGNN_TIME_BASE = 1_000_000_000
+"""Synthetic time of the first session of an ``srgnn`` file (2001-09-09)."""
+SRGNN_SECONDS_PER_SESSION = 60
+"""Synthetic time between two sessions of an ``srgnn`` file (clicks 1 s apart inside one): a "day" is
+1,440 sessions, about a real day of the diginetica training data (186,670 sessions in ~150 days)."""
+
+
+def load_srgnn_pickle(path: str) -> Any:
+    """Unpickle ``path`` with an unpickler that builds no class at all: ``find_class`` (and persistent ids)
+    are refused, so only the pickle opcodes' own types (lists, tuples, ints, str, dicts, ...) can be made and
+    no code runs. SourceError (one line, naming the file) for anything else."""
+    import io
+    import pickle
+
+    class ListsOnly(pickle.Unpickler):
+        def find_class(self, module, name):
+            raise pickle.UnpicklingError(f"forbidden class {module}.{name}")
+
+        def persistent_load(self, pid):
+            raise pickle.UnpicklingError("forbidden persistent id")
+
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as fh:
+        data = fh.read()
+    try:
+        return ListsOnly(io.BytesIO(data)).load()
+    except pickle.UnpicklingError as err:
+        raise SourceError(f"{path}: refused to load the pickle: {err} (only lists, tuples and ints are "
+                          f"loaded from an srgnn file)") from None
+    except Exception as err:  # truncated / not a pickle at all (EOFError, ValueError, ...)
+        raise SourceError(f"{path}: not a readable pickle ({type(err).__name__}: {short_repr(str(err), 80)})") from None
+
+
+def _positive_ints(seq: Any) -> bool:
+    return isinstance(seq, list) and all(type(x) is int and x > 0 for x in seq)
+
+
+def srgnn_structure(path: str, obj: Any) -> str:
+    """``"sessions"`` (a list of sessions: non-empty lists of positive ints) or ``"prefixes"`` (a tuple
+    ``(prefixes, labels)``: prefixes non-empty lists of positive ints, labels positive ints, as many);
+    SourceError (one line naming the file and the first bad entry) otherwise."""
+    expected = ("expected a list of sessions (lists of positive ints, e.g. all_train_seq.txt) or a tuple "
+                "(prefixes, labels) (e.g. test.txt)")
+    if isinstance(obj, tuple):
+        if len(obj) != 2 or not isinstance(obj[0], list) or not isinstance(obj[1], list):
+            raise SourceError(f"{path}: bad srgnn structure: a tuple of {len(obj)} elements; {expected}")
+        prefixes, labels = obj
+        if len(prefixes) != len(labels):
+            raise SourceError(f"{path}: bad srgnn structure: {len(prefixes)} prefixes but {len(labels)} labels")
+        for i, (p, y) in enumerate(zip(prefixes, labels)):
+            if not p or not _positive_ints(p):
+                raise SourceError(f"{path}: bad srgnn structure: prefix {i} is {short_repr(p, 60)}; {expected}")
+            if type(y) is not int or y <= 0:
+                raise SourceError(f"{path}: bad srgnn structure: label {i} is {short_repr(y, 60)}; {expected}")
+        return "prefixes"
+    if isinstance(obj, list):
+        for i, sess in enumerate(obj):
+            if not sess or not _positive_ints(sess):
+                raise SourceError(f"{path}: bad srgnn structure: session {i} is {short_repr(sess, 60)}; {expected}")
+        return "sessions"
+    raise SourceError(f"{path}: bad srgnn structure: a {type(obj).__name__}; {expected}")
+
+
+class SrgnnSource(SourceAdapter):
+    """The pickled session files of SR-GNN / NARM / GCE-GNN preprocessing (no users, no times)::
+
+        all_train_seq.txt   pickle of [[1, 2], [3, 4, 5], ...]             (sessions)
+        test.txt            pickle of ([[3, 4], [3]], [5, 4])              (prefixes, labels)
+
+    Loaded with a restricted unpickler (:func:`load_srgnn_pickle`: no class is ever built, so a
+    malicious pickle cannot run code) and checked (:func:`srgnn_structure`). Each session (or each
+    ``prefix + [label]``) is one synthetic session and user (``<file>:<n>``); times are synthetic, in
+    file order: session n starts at ``SRGNN_TIME_BASE + 60 n`` s, its clicks 1 s apart. In an evaluation split of
+    ``--split=given`` a (prefix, label) pair is one record as given: history = prefix, target =
+    label (events tagged ``target``); in training it is the session ``prefix + [label]``.
+    """
+
+    name = "srgnn"
+    file_format = "pickle"
+    description = "SR-GNN/NARM pickles: all_train_seq.txt (sessions) / test.txt ((prefixes, labels))"
+
+    def load(self, path: str) -> tuple[str, Any]:
+        obj = load_srgnn_pickle(path)
+        return srgnn_structure(path, obj), obj
+
+    def open_state(self, path: str, first_line: str | bytes | None = None) -> str:
+        return self.load(path)[0]
+
+    def events(self, path: str, file_index: int) -> Iterator[dict]:
+        """Event dicts of one file (``target: True`` marks a label), in file order."""
+        kind, obj = self.load(path)
+        rows = obj if kind == "sessions" else [p + [y] for p, y in zip(*obj)]
+        for n, row in enumerate(rows):
+            sid = f"{file_index}:{n}"
+            for j, item in enumerate(row):
+                ts = SRGNN_TIME_BASE + n * SRGNN_SECONDS_PER_SESSION + j
+                ev = Event(user_id=sid, item_id=str(item), timestamp=ts, session_id=sid).to_dict()
+                if kind == "prefixes" and j == len(row) - 1:
+                    ev["target"] = True
+                yield ev
+
+
+# --------------------------------------------------------------------------- #
 # Registry
 # --------------------------------------------------------------------------- #
 SOURCES: dict[str, SourceAdapter] = {
@@ -971,6 +1176,7 @@ SOURCES: dict[str, SourceAdapter] = {
         DigineticaSource(),
         AmazonSource(),
         TafengSource(),
+        SrgnnSource(),
     )
 }
 

@@ -32,6 +32,16 @@ Split modes (``--split``)
     records: validation = training history -> ``target_items`` (the
     validation interactions), test = training + validation history ->
     ``target_items`` (the test interactions).
+``given``
+    the split comes with the data (``--train_input`` / ``--valid_input`` /
+    ``--test_input``, or a ``split`` column): every event carries its
+    ``split`` and stays in it. Each split's sessions are built separately
+    (:func:`_given_records`), one record per session; an evaluation session
+    whose last event is tagged ``target`` (``srgnn`` test pairs) is one record
+    ``prefix -> target`` as given. Session length and user-size filters apply
+    to training sessions only unless ``filter_eval``. Without a validation
+    input (``carve_valid_days > 0``), training sessions ending in the last
+    ``carve_valid_days`` days of the training part become validation.
 """
 from __future__ import annotations
 
@@ -41,8 +51,8 @@ from typing import Iterable
 
 from beam_jobs.events import log_position
 
-SPLIT_MODES = ("loo", "last_session", "time", "fo")
-SESSION_SPLITS = ("last_session", "time")
+SPLIT_MODES = ("loo", "last_session", "time", "fo", "given")
+SESSION_SPLITS = ("last_session", "time", "given")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +67,8 @@ class TimelineOptions:
     test_size: float = 0.2  # --split=fo: share of all interactions held out for test
     valid_size: float = 0.1  # --split=fo: share of the remaining interactions held out for validation
     split_seed: int = 2021  # --split=fo: key of the random assignment (the original's random_state)
+    filter_eval: bool = False  # --split=given: session / user filters also apply to evaluation sessions
+    carve_valid_days: float = 0.0  # --split=given without a validation input: last N training days -> valid
 
     def __post_init__(self):
         if self.split not in SPLIT_MODES:
@@ -165,6 +177,8 @@ def _record(user: str, sessions: list[list[dict]], session_key: str, target: dic
 
 def build_user_records(user: str, events: Iterable[dict], opts: TimelineOptions, max_timestamp: int = 0) -> UserRecords:
     """Order, sessionize, filter and split one user's events into records."""
+    if opts.split == "given":
+        return _given_records(user, list(events), opts, max_timestamp)
     out = UserRecords(counters={"users_in": 1})
     ordered = order_events(events)
     sessions = sessionize(ordered, opts.session_gap_seconds)
@@ -253,4 +267,50 @@ def _fo_records(user: str, kept: list[list[dict]], opts: TimelineOptions, out: U
         out.valid.append({**_record(user, train, f"{user}#0"), "target_items": items("valid")})
     if items("test"):
         out.test.append({**_record(user, only(("train", "valid")), f"{user}#0"), "target_items": items("test")})
+    return out
+
+
+def _given_records(user: str, events: list[dict], opts: TimelineOptions, max_train_timestamp: int) -> UserRecords:
+    """``--split=given``: each event's own ``split``; see the module docstring. ``max_train_timestamp``:
+    the latest training event of the whole log (the reference of ``carve_valid_days``)."""
+    out = UserRecords(counters={"users_in": 1})
+    parts: dict[str, list[dict]] = {}
+    for e in events:
+        parts.setdefault(e.get("split") or "train", []).append(e)
+    sessions: list[tuple[str, list[dict]]] = []
+    for split in ("train", "valid", "test"):
+        for s in sessionize(order_events(parts.get(split, [])), opts.session_gap_seconds):
+            sessions.append((split, s))
+    sessions.sort(key=lambda ps: (ps[1][0]["timestamp"], str(ps[1][0].get("session_id") or ""), log_position(ps[1][0])))
+    filtered = lambda split: split == "train" or opts.filter_eval  # noqa: E731
+    if opts.dedup_consecutive:
+        removed = 0
+        for i, (split, s) in enumerate(sessions):
+            if filtered(split) and not any(e.get("target") for e in s):
+                kept_s = drop_consecutive_repeats(s)
+                removed += len(s) - len(kept_s)
+                sessions[i] = (split, kept_s)
+        out.counters["consecutive_repeats_removed"] = removed
+    kept = [(sp, s) for sp, s in sessions if not filtered(sp) or len(s) >= opts.min_session_length]
+    out.counters["short_sessions_removed"] = len(sessions) - len(kept)
+    n_filtered = sum(len(s) for sp, s in kept if filtered(sp))
+    if opts.min_user_interactions > 1 and n_filtered < opts.min_user_interactions:
+        kept = [(sp, s) for sp, s in kept if not filtered(sp)]  # too few (training) events: those go
+    if not kept:
+        out.counters["short_users_removed"] = 1
+        return out
+    out.counters["users"] = 1
+    out.counters["sessions"] = len(kept)
+    out.counters["interactions"] = sum(len(s) for _, s in kept)
+    valid_from = max_train_timestamp - opts.carve_valid_days * 86400 if opts.carve_valid_days > 0 else None
+    for i, (split, s) in enumerate(kept):
+        key = f"{user}#{i}"
+        if split == "train" and valid_from is not None and s[-1]["timestamp"] > valid_from:
+            out.valid.append({**_record(user, [s], key), "carved": True})  # part of the training input
+            out.counters["valid_sessions_carved"] = out.counters.get("valid_sessions_carved", 0) + 1
+            continue
+        if split != "train" and len(s) >= 2 and s[-1].get("target"):
+            getattr(out, split).append(_record(user, [s[:-1]], key, target=s[-1]))
+        else:
+            getattr(out, split).append(_record(user, [s], key))
     return out

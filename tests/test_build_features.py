@@ -134,7 +134,8 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
 
 
 def test_multi_process_direct_runner_and_kcore(tmp_path):
-    """The default local mode (multi-process DirectRunner) with a k-core that removes u3 and item e/f."""
+    """The multi-process DirectRunner (on request; the default is in_memory) with a k-core that removes u3 and
+    item e/f."""
     log = write_log(tmp_path / "events.csv")
     out = tmp_path / "mp"
     stats = build_features.run(
@@ -144,6 +145,7 @@ def test_multi_process_direct_runner_and_kcore(tmp_path):
             f"--output={out}",
             "--min_user_interactions=4",
             "--min_item_interactions=2",
+            "--direct_running_mode=multi_processing",
             "--direct_num_workers=2",
             "--num_shards=2",
         ]

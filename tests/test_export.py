@@ -179,7 +179,7 @@ class _RandomSessions:
     def __init__(self, seed, num_items=40, count=70):
         rng = np.random.default_rng(seed)
         self.num_items, self.rows = num_items, []
-        for i in range(count):
+        for _ in range(count):
             n = int(rng.integers(1, 12))
             items = rng.integers(1, num_items, n)  # 1 = OOV (dropped)
             end = int(rng.integers(0, 30))  # ties between sequences

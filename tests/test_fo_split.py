@@ -2,7 +2,6 @@
 import json
 import random
 
-import numpy as np
 import pytest
 
 from beam_jobs import build_features, timelines

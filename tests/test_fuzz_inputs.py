@@ -7,18 +7,22 @@ generated good rows and run through :class:`beam_jobs.reading.ReadEventsFn`
 (the DoFn the job uses, called directly without a pipeline), then once through
 the real job on the DirectRunner.
 
-Properties: parsing never raises; every physical line is either parsed into an
+Properties: parsing never raises; every row read is either parsed into an
 event, dead-lettered with a non-empty reason, or (only if blank or a repeat of
-the header) skipped; ``parsed + dead-lettered + skipped == lines read``; every
-generated good row comes out as an event; every crafted bad row is
-dead-lettered (with the expected reason category where one is known).
+the header) skipped, by the reader's own counts (``rows_read == parsed +
+dead-lettered + blank + header``, ``lines_read`` == physical lines); every
+generated good row comes out as an event and is never inside a dead letter;
+every crafted bad row is dead-lettered (with the expected reason category
+where one is known).
 
-The readers are line-oriented: a "row" is one physical line split on ``\\n``
-(a bare ``\\r`` does not end a line). A CSV quoted field with an embedded
-newline is therefore *two* rows, each judged on its own (both are bad in the
-crafted cases here); generated good rows never contain ``\\r`` or ``\\n``
-(control characters are not valid in ids anyway), so the expected row count
-is unambiguous.
+A row is a record: one physical line split on ``\n`` (a bare ``\r`` does not
+end a line in a file that has ``\n`` endings), except that a CSV quoted field
+may hold line breaks (RFC 4180): such lines form one row, judged as a whole
+and dead-lettered at its first line (``lines`` = how many lines it spans).
+Lines that would swallow a row valid on its own, or that never close their
+quote, are judged one by one instead. Generated good rows never contain
+``\r``, ``\n`` or an unbalanced quote, so without random rows the expected
+rows are exact; random rows may open quotes that later lines close.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from beam_jobs.events import MAX_ID_CHARS
-from beam_jobs.reading import DEAD, MAX_RAW_CHARS, ReadEventsFn
+from beam_jobs.reading import COUNTS, DEAD, MAX_RAW_CHARS, SOURCE_ERROR_PREFIX, ReadEventsFn
 from beam_jobs.sources import MAX_LINE_CHARS
 
 NOW = int(time.time())
@@ -76,6 +80,11 @@ def _bad(*lines, reason=None):
     return [l.encode("utf-8") if isinstance(l, str) else l for l in lines], ("bad", reason)
 
 
+def _record(*lines, kind, info=None):
+    """Lines that form one CSV record (a quoted field with line breaks): one row, ``kind`` at its first line."""
+    return [l.encode("utf-8") for l in lines], ("record", (kind, info))
+
+
 CSV_CRAFTED = [
     _bad("u1,i1", reason="wrong_column_count"),
     _bad("u1,i1,1000,5,extra", reason="wrong_column_count"),
@@ -106,8 +115,10 @@ CSV_CRAFTED = [
     _bad('u1,"i1,1000,', reason="csv_error"),
     _bad('"u1"x,i1,1000,', reason="csv_error"),
     _bad("u1,i1,1000\r5,", reason="csv_error"),
-    _bad('u1,"i', '1",1000,', reason=None),  # quoted newline -> two physical rows, both bad
-    _bad('"u1', '",i1,1000,', "", reason=None),  # ... and a trailing blank line (skipped)
+    # RFC 4180 quoted line breaks: one record (row) over two lines, judged as a whole
+    _record('u1,"i', '1",1000,', kind="bad", info="item_id_control_char"),  # an id with a line break
+    _record('"u1', '",i1,1000,', kind="good", info=("u1", "i1", 1000)),  # ids are stripped: 'u1\n' -> 'u1'
+    _bad("", reason=None),  # a blank line (skipped)
 ]
 # An empty physical line ("" above) is blank: skipped, not dead-lettered (see _expected_skip).
 
@@ -205,51 +216,76 @@ def _run_dofn(source: str, rows, header: str | None, first_good=None, *, filenam
     item-metadata file; ``key`` maps an output to what a good row's expected info is compared with.
     """
     lines: list[bytes] = []
-    expect: list[tuple[str, object]] = []  # per physical data line
+    expect: list[tuple[str, object, int]] = []  # per physical data line: kind, info, lines of its record
     if header is not None:
         lines.append(header.encode())
     if first_good is not None:
         rows = [first_good, *rows]
     for physical, (kind, info) in rows:
+        if kind == "record":  # one multi-line record: its outcome at its first line
+            for i, b in enumerate(physical):
+                assert b"\n" not in b
+                lines.append(b)
+                expect.append((*info, len(physical)) if i == 0 else ("cont", None, 0))
+            continue
         for b in physical:
             assert b"\n" not in b
             lines.append(b)
-            expect.append((kind, info) if kind != "bad" or b else ("blank", None))
+            expect.append(((kind, info) if kind != "bad" or b else ("blank", None)) + (1,))
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / (filename or f"events.{source}"))
         Path(path).write_bytes(b"\n".join(lines) + b"\n")
-        fn = ReadEventsFn(source, metadata=metadata)
+        fn = ReadEventsFn(source, metadata=metadata, count_rows=True)
         fn.setup()
         out = list(fn.process(path))  # must not raise
 
     events = [o for o in out if not isinstance(o, beam.pvalue.TaggedOutput)]
-    dead = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)]
-    assert all(o.tag == DEAD for o in out if isinstance(o, beam.pvalue.TaggedOutput))
+    dead = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == DEAD]
+    counts = dict(o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == COUNTS)
+    assert all(o.tag in (DEAD, COUNTS) for o in out if isinstance(o, beam.pvalue.TaggedOutput))
+    assert not [k for k in counts if k.startswith(SOURCE_ERROR_PREFIX)], counts
+    counts = {k.removeprefix("metadata_"): v for k, v in counts.items()}
     assert all(isinstance(e, dict) for e in events)
     offset = 1 if header is not None else 0
     data_lines = lines[offset:]
     skipped = [n for n, b in enumerate(data_lines, start=1 + offset) if _expected_skip(b, header)]
-    # exact accounting: every line read is parsed, dead-lettered or (blank / header) skipped
-    assert len(events) + len(dead) + len(skipped) == len(data_lines)
+    # exact accounting from the reader's own counts: every row read is parsed, dead-lettered or skipped
+    physical = max(len(lines), 1)  # no rows at all: the file is one empty line ("\n")
+    assert counts["lines_read"] == physical
+    assert len(events) + len(dead) + counts["rows_blank"] + counts["rows_header"] == counts["rows_read"]
+    # Random rows may open a quote that later lines close, forming records of their own; without
+    # them, the rows are exactly the crafted records and the other physical lines.
+    strict = not any(kind == "any" for kind, _, _ in expect)
+    n_cont = sum(kind == "cont" for kind, _, _ in expect)
+    if strict:
+        assert counts["rows_read"] == physical - n_cont
+        assert len(events) + len(dead) + len(skipped) + n_cont == len(data_lines)
 
     by_line = {}
+    covered = set()  # physical lines inside a dead-lettered row
     for d in dead:
         assert isinstance(d["reason"], str) and d["reason"].strip() and "\n" not in d["reason"]
         assert d["file"] == path and d["line"] not in by_line and d["line"] not in skipped
-        assert 1 + offset <= d["line"] <= len(lines)
-        raw = lines[d["line"] - 1].decode("utf-8", errors="backslashreplace").rstrip("\r\n")  # line ending dropped
+        assert 1 + offset <= d["line"] <= d["line"] + d["lines"] - 1 <= len(lines)
+        raw = b"\n".join(lines[d["line"] - 1 : d["line"] - 1 + d["lines"]])
+        raw = raw.decode("utf-8", errors="backslashreplace").rstrip("\r\n")  # line ending dropped
+        if d["lines"] > 1:
+            raw = raw.lstrip("\ufeff")
         assert d["raw"] == raw[:MAX_RAW_CHARS] and d["truncated"] == (len(raw) > MAX_RAW_CHARS)
         by_line[d["line"]] = d
+        covered.update(range(d["line"], d["line"] + d["lines"]))
 
     parsed = collections.Counter(key(e) for e in events)
     wanted = collections.Counter()
-    for n, (kind, info) in enumerate(expect, start=1 + offset):
+    for n, (kind, info, span) in enumerate(expect, start=1 + offset):
         if kind == "good":
-            assert n not in by_line, (n, by_line.get(n))
+            assert n not in covered, (n, by_line.get(n))
             wanted[info] += 1
         elif kind == "bad":
-            assert n in by_line, (n, lines[n - 1][:200])
-            if info is not None:
+            assert n in covered, (n, lines[n - 1][:200])
+            if strict:
+                assert by_line.get(n, {}).get("lines") == span, (n, lines[n - 1][:200], by_line.get(n))
+            if info is not None and by_line.get(n, {}).get("lines") == span:
                 assert by_line[n]["reason"].split(":")[0] == info, (lines[n - 1][:200], by_line[n]["reason"])
         elif kind == "blank":
             assert n in skipped
@@ -279,7 +315,9 @@ def test_jsonl_rows_are_parsed_or_dead_lettered(rows, first):
 def test_every_crafted_row_at_once():
     """All crafted cases in one file each (deterministic; hypothesis may not draw every one)."""
     _, dead = _run_dofn("csv", CSV_CRAFTED, CSV_HEADER)
-    assert len(dead) == sum(len([b for b in p if b]) for p, _ in CSV_CRAFTED)
+    assert len(dead) == sum(
+        len([b for b in p if b]) if kind == "bad" else info[0] == "bad" for p, (kind, info) in CSV_CRAFTED
+    )
     _, dead = _run_dofn("jsonl", JSON_CRAFTED, None, first_good=([b'{"user_id":"u","item_id":"i","timestamp":1}'], ("good", ("u", "i", 1))))
     assert len(dead) == sum(len([b for b in p if b]) for p, _ in JSON_CRAFTED)
 
@@ -333,6 +371,7 @@ def run_job_and_account(source: str, log: Path, out: Path, rows_read: int, good:
     )
     st_ = stats["stages"]
     assert st_["events_parsed"] + st_["rows_dead_lettered"] == rows_read
+    assert st_["rows_read"] == st_["events_parsed"] + st_["rows_dead_lettered"] + st_["rows_blank"] + st_["rows_header"]
     assert st_["events_parsed"] == len(good) and st_["rows_dead_lettered"] == len(bad)
     assert stats["dead_letter_reasons"] == dict(collections.Counter(r for _, r in bad))
     assert st_["after_dedup"] == len({g for _, g in good})

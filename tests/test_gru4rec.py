@@ -79,6 +79,8 @@ def test_config_defaults_registry_and_yaml():
         ({"dropout_p_hidden": 1.0}, "dropout_p_hidden"),
         ({"train_mode": "batch"}, "train_mode"),
         ({"n_sample": -1}, "n_sample"),
+        ({"gru_cell": "gru"}, "model_params.gru_cell"),
+        ({"gru_cell": "reset-after"}, "reset_after"),
     ],
 )
 def test_config_errors_are_one_line(kwargs, needle):
@@ -193,13 +195,16 @@ def recall_at(model, test, k=10, max_len=20):
     return float((ranks <= k).mean()), tgts
 
 
-def test_learns_markov_chain_better_than_most_popular():
+@pytest.mark.parametrize("gru_cell", ["cho", "reset_after"])
+def test_learns_markov_chain_better_than_most_popular(gru_cell):
     tf.keras.utils.set_random_seed(0)
     train, test, n_items = markov_data()
     data = FakeData(train, n_items)
-    params = GRU4RecConfig(layers=[48], n_sample=32, sample_alpha=0.5, logq=1.0)
+    params = GRU4RecConfig(layers=[48], n_sample=32, sample_alpha=0.5, logq=1.0, gru_cell=gru_cell)
     run = make_run(params, batch_size=32, seed=3, learning_rate=0.1)
     model = GRU4Rec(params, data.info(), run)
+    cell_type = {"cho": "ChoGRUCell", "reset_after": "ResetAfterGRUCell"}[gru_cell]
+    assert type(model.cells[0]).__name__ == cell_type
     model.compile(optimizer=AdagradM(learning_rate=0.1, momentum=0.1), steps_per_execution=25)
     ds = GRU4Rec.make_train_dataset(params, data, run, epoch_seed=0)
     hist = model.fit(ds, epochs=6, verbose=0)
@@ -235,12 +240,13 @@ def recall_at_targets(test):
     return np.array([s[e] for s in test for e in range(1, len(s))])
 
 
-@pytest.mark.parametrize("constrained, embedding", [(False, 0), (False, 6)])
-def test_other_embedding_modes_train(constrained, embedding):
+@pytest.mark.parametrize("constrained, embedding, gru_cell", [(False, 0, "cho"), (False, 6, "cho"), (False, 0, "reset_after")])
+def test_other_embedding_modes_train(constrained, embedding, gru_cell):
     seqs = [[2, 3, 4, 5], [6, 7, 8], [9, 10, 11, 2], [3, 5, 7]]
     data = FakeData(seqs, 12)
     params = GRU4RecConfig(
-        layers=[8, 6], constrained_embedding=constrained, embedding=embedding, n_sample=3, dropout_p_embed=0.2
+        layers=[8, 6], constrained_embedding=constrained, embedding=embedding, n_sample=3, dropout_p_embed=0.2,
+        gru_cell=gru_cell,
     )
     run = make_run(params, batch_size=2)
     model = GRU4Rec(params, data.info(), run)
@@ -248,8 +254,10 @@ def test_other_embedding_modes_train(constrained, embedding):
     with tf.GradientTape() as tape:
         loss = model.compute_loss(feats, training=True)
     grads = {v.name: g for v, g in zip(model.trainable_variables, tape.gradient(loss, model.trainable_variables))}
-    sparse_name = "gru_0/Wx:0" if embedding == 0 else "E:0"
+    sparse_name = ("gru_0/Wx:0" if gru_cell == "cho" else "gru_0/W_ih:0") if embedding == 0 else "E:0"
     assert isinstance(grads[sparse_name], tf.IndexedSlices)
+    if gru_cell == "reset_after":  # one-hot first layer = the official GRUEmbedding (no b_hh); the next: nn.GRUCell
+        assert "gru_0/b_hh:0" not in grads and "gru_1/b_hh:0" in grads
     assert all(g is not None for g in grads.values())
     model.compile(optimizer=AdagradM(0.05, 0.1), steps_per_execution=4)
     model.fit(GRU4Rec.make_train_dataset(params, data, run, 0), epochs=1, verbose=0)

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfpps.data.session_parallel import Sessions, assign_slots, build_schedule
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
+from tfpps.layers.reset_after_gru import ResetAfterGRUCell
 from tfpps.layers.samplers import PopularitySampler
 from tfpps.tasks import losses
 from tfpps.training.adagrad_momentum import AdagradM
@@ -102,6 +103,85 @@ def test_gate_stacked_init_scale():
     cell.build(tf.TensorShape([None, 5]))
     assert np.all(cell.b.numpy() == 0)
     assert np.abs(cell.Wrz.numpy()).max() <= np.sqrt(6.0 / 16)
+
+
+# ----------------------------------------------------------------------------- reset-after (PyTorch nn.GRUCell) GRU
+def np_torch_gru_cell(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
+    """torch.nn.GRUCell's documented equations, in PyTorch's layout: weight_ih [3H, D] = (W_ir|W_iz|W_in)."""
+    gi = x @ weight_ih.T + bias_ih
+    gh = h @ weight_hh.T + bias_hh
+    i_r, i_z, i_n = np.split(gi, 3, axis=1)
+    h_r, h_z, h_n = np.split(gh, 3, axis=1)
+    r = sigmoid(i_r + h_r)
+    z = sigmoid(i_z + h_z)
+    n = np.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h
+
+
+def _torch_weights(d, h, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(scale=0.6, size=shape).astype(np.float32) for shape in ((3 * h, d), (3 * h, h), (3 * h,), (3 * h,))]
+
+
+def test_reset_after_gru_matches_pytorch_grucell_equations():
+    d, h = 4, 5
+    w_ih, w_hh, b_ih, b_hh = _torch_weights(d, h, seed=0)
+    cell = ResetAfterGRUCell(h)
+    cell.build(tf.TensorShape([None, d]))
+    assert [v.name.split("/")[-1] for v in cell.weights] == ["W_ih:0", "W_hh:0", "b_ih:0", "b_hh:0"]
+    cell.set_weights([w_ih.T, w_hh.T, b_ih, b_hh])  # tfpps layout = PyTorch's transposed
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, d)).astype(np.float32)
+    h0 = rng.normal(scale=0.8, size=(6, h)).astype(np.float32)
+    np.testing.assert_allclose(cell(tf.constant(x), tf.constant(h0)).numpy(), np_torch_gru_cell(x, h0, w_ih, w_hh, b_ih, b_hh),
+                               rtol=1e-5, atol=1e-5)
+    # a masked sequence: the numpy cell step by step, padding carries the state
+    xs = rng.normal(size=(3, 4, d)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]], bool)
+    outs, last = cell.run_sequence(tf.constant(xs), mask=tf.constant(mask))
+    state, expected = np.zeros((3, h), np.float32), []
+    for t in range(4):
+        state = np.where(mask[:, t : t + 1], np_torch_gru_cell(xs[:, t], state, w_ih, w_hh, b_ih, b_hh), state)
+        expected.append(state)
+    np.testing.assert_allclose(outs.numpy(), np.stack(expected, 1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(last.numpy(), expected[-1], rtol=1e-5, atol=1e-5)
+    # resetting before the recurrent matmul (the Cho cell) would give another candidate
+    r = sigmoid(x @ w_ih[:h].T + b_ih[:h] + h0 @ w_hh[:h].T + b_hh[:h])
+    n_before = np.tanh(x @ w_ih[2 * h :].T + b_ih[2 * h :] + (r * h0) @ w_hh[2 * h :].T + b_hh[2 * h :])
+    n_after = np.tanh(x @ w_ih[2 * h :].T + b_ih[2 * h :] + r * (h0 @ w_hh[2 * h :].T + b_hh[2 * h :]))
+    assert np.abs(n_before - n_after).max() > 1e-3
+
+
+def test_reset_after_gru_sparse_input_without_recurrent_bias():
+    """One-hot input (GRU4Rec's GRUEmbedding): a row lookup of W_ih, and no b_hh."""
+    n_items, h = 7, 3
+    w_ih, w_hh, b_ih, _ = _torch_weights(n_items, h, seed=2)
+    cell = ResetAfterGRUCell(h, sparse_input_dim=n_items, recurrent_bias=False)
+    cell.build(None)
+    assert cell.b_hh is None and len(cell.weights) == 3
+    cell.set_weights([w_ih.T, w_hh.T, b_ih])
+    ids = np.array([4, 2, 6])
+    h0 = np.full((3, h), 0.3, np.float32)
+    expected = np_torch_gru_cell(np.eye(n_items, dtype=np.float32)[ids], h0, w_ih, w_hh, b_ih, np.zeros(3 * h, np.float32))
+    np.testing.assert_allclose(cell(tf.constant(ids), tf.constant(h0)).numpy(), expected, rtol=1e-5, atol=1e-5)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(cell(tf.constant(ids), tf.constant(h0)))
+    assert isinstance(tape.gradient(loss, cell.W_ih), tf.IndexedSlices)
+
+
+def test_reset_after_gru_official_init():
+    """Official PyTorch GRU4Rec (compatibility mode, its default): each gate block U(+-sqrt(6/(fan_in + H))), biases 0."""
+    cell = ResetAfterGRUCell(100, seed=5)
+    cell.build(tf.TensorShape([None, 60]))
+    for w, fan_in in ((cell.W_ih.numpy(), 60), (cell.W_hh.numpy(), 100)):
+        limit = np.sqrt(6.0 / (fan_in + 100))
+        for block in np.split(w, 3, axis=1):
+            assert np.abs(block).max() <= limit and np.abs(block).max() > 0.97 * limit
+            assert abs(block.std() - limit / np.sqrt(3)) < 0.03 * limit
+    assert np.all(cell.b_ih.numpy() == 0) and np.all(cell.b_hh.numpy() == 0)
+    again = ResetAfterGRUCell(100, seed=5)
+    again.build(tf.TensorShape([None, 60]))
+    np.testing.assert_array_equal(again.W_hh.numpy(), cell.W_hh.numpy())  # seeded
 
 
 # ----------------------------------------------------------------------------- sampler

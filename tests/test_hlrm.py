@@ -12,7 +12,7 @@ from tfpps import train as train_cli
 from tfpps.config import ConfigError, RunConfig, build_run_config
 from tfpps.data.triplets import UserItems, subsample_history, triplet_dataset
 from tfpps.evaluation import evaluator
-from tfpps.layers.relation_memory import RelationMemory, attend, masked_attention
+from tfpps.layers.relation_memory import RelationMemory, masked_attention
 from tfpps.models.base import DatasetInfo
 from tfpps.models.cml import CML, CMLConfig
 from tfpps.models.hlrm import HLRM, HLRMConfig

@@ -171,15 +171,15 @@ def test_popularity_fallback_and_pad_oov_never_positive():
     # positives unchanged; the rest: -1 + 0.5 * count / 3 (PAD, OOV: -1; item3: -0.5; item2, item5: -2/3)
     np.testing.assert_allclose(got, [-1, -1, -1 + 1 / 3, -0.5, 2 / R6, -1 + 1 / 3, 1 / R3], rtol=1e-6)
     histories = [[1, 3], [2, 1], [1], [6, 5, 4, 3, 2]]
-    for model in (
+    for each in (
         model,
         itemknn(history_window=0),
         fitted(SessionKNN, SKNNConfig()),
         fitted(SessionKNN, SKNNConfig(fallback="none")),
         fitted(VSKNN, VSKNNConfig()),
     ):
-        got = scores(model, histories)
-        assert (got[:, :2] <= 0).all(), type(model).__name__
+        got = scores(each, histories)
+        assert (got[:, :2] <= 0).all(), type(each).__name__
     assert (scores(itemknn(history_window=0), [[1]])[0] == 0).all()  # an OOV-only history scores nothing
 
 

@@ -201,10 +201,10 @@ def test_decode_line():
 # --------------------------------------------------------------------------- #
 def test_registry():
     assert set(SOURCES) == {
-        "csv", "jsonl", "parquet", "movielens", "yoochoose", "diginetica", "amazon", "tafeng",
+        "csv", "jsonl", "parquet", "movielens", "yoochoose", "diginetica", "amazon", "tafeng", "srgnn",
     }
     for name, adapter in SOURCES.items():
-        assert adapter.name == name and adapter.file_format in ("text", "parquet")
+        assert adapter.name == name and adapter.file_format in ("text", "parquet", "pickle")
         assert "::\n" in (type(adapter).__doc__ or "")  # docstring shows an example line
     with pytest.raises(SourceError) as info:
         get_source("movielenz")

@@ -73,13 +73,15 @@ class TrainConfig:
     verbose: int = 1
     strategy: str = "default"  # tf.distribute: default | mirrored (local devices) | multiworker (TF_CONFIG; see tfpps.launch)
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism() (bitwise-repeatable runs, slower)
+    steps_per_epoch: int = 0  # cap every epoch at this many training steps (the first of its shuffled batches); 0 = all
+    max_minutes: float = 0.0  # stop after the epoch that ends past this wall time (per invocation; resumable); 0 = off
 
     OPTIMIZERS = ("adam", "adagrad", "adagrad_momentum", "sgd")
     STRATEGIES = ("default", "mirrored", "multiworker")
 
     def validate(self) -> None:
         _positive(self, "epochs", "batch_size", "learning_rate", "steps_per_execution")
-        _non_negative(self, "momentum", "clipnorm", "patience")
+        _non_negative(self, "momentum", "clipnorm", "patience", "steps_per_epoch", "max_minutes")
         _choice(self, "optimizer", self.OPTIMIZERS)
         _choice(self, "strategy", self.STRATEGIES)
         _choice(self, "lr_decay", ("none", "linear"))
@@ -95,12 +97,14 @@ class EvalConfig:
     mask_history: bool = False  # RecBole's sequential protocol does not mask history
     ties: str = "standard"  # standard: rank = #(s > s_t) + 1 ; conservative: #(s >= s_t)
     batch_size: int = 512
+    valid_sample: int = 0  # validate on a fixed seeded sample (train.seed) of this many examples; 0 = all (test: always all)
 
     def validate(self) -> None:
         if not self.ks or any((not isinstance(k, int)) or k <= 0 for k in self.ks):
             raise ConfigError(f"eval.ks={self.ks!r}: expected a non-empty list of positive integers")
         _choice(self, "ties", ("standard", "conservative"))
         _positive(self, "batch_size")
+        _non_negative(self, "valid_sample")
 
 
 @dataclasses.dataclass
@@ -158,7 +162,7 @@ def _positive(obj: Any, *names: str) -> None:
 def _non_negative(obj: Any, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
-        if value < 0:
+        if not value >= 0:  # NaN too
             raise ConfigError(f"{_section_name(obj)}.{name}={value!r}: must be >= 0")
 
 

@@ -1,8 +1,10 @@
-"""Command line: ``python -m tfpps.evaluate --run=DIR [--split=test] [--set eval.ks=[5,10,20]]``.
+"""Command line: ``python -m tfpps.evaluate --run=DIR [--split=test] [--set eval.ks=[5,10,20]] [--verbose]``.
 
 Rebuilds the run's model from its saved ``config.yaml``, loads the best
 weights and ranks ALL items for every example of the split (no sampled
 metrics). Prints a table and writes ``metrics-<split>.json`` in the run dir.
+Weights that do not fit the config (e.g. ``config.yaml`` edited after
+training) stop it with one line.
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import tfpps  # noqa: F401
+import tfpps
 from tfpps.config import ConfigError, apply_overrides, load_yaml, parse_set_args, run_config_from_dict
-from tfpps.data.pipeline import DatasetError
+
+PROG = "tfpps.evaluate"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", required=True, help="a run directory written by tfpps.train")
     p.add_argument("--split", default="test", choices=["valid", "test"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override eval settings, e.g. eval.ks=[1,5,10]")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines (hidden by default)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    tfpps.configure_logging(verbose=args.verbose)  # before TensorFlow is imported
+    from tfpps.data.pipeline import DatasetError
+
     try:
         run_dir = Path(args.run)
         if not (run_dir / "config.yaml").exists():
@@ -31,7 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         run.validate()
         from tfpps import registry
         from tfpps.data.pipeline import DatasetDir
-        from tfpps.evaluation import evaluator
         from tfpps.training import trainer
 
         data = DatasetDir(run.data.dir)
@@ -39,17 +45,22 @@ def main(argv: list[str] | None = None) -> int:
         if registry.get(run.model).family == registry.NONNEURAL:
             model.fit_data(data)  # counts and neighbour tables are rebuilt from the training split
         else:
-            weights = run_dir / trainer.BEST_WEIGHTS
-            if not Path(str(weights) + ".index").exists():
-                raise ConfigError(f"--run={args.run}: no trained weights at {weights}")
-            model.load_weights(str(weights)).expect_partial()
+            trainer.load_best_weights(model, run_dir)  # ConfigError when missing or not fitting the config
         t0 = time.time()
         metrics = trainer.evaluate_split(model, data, args.split, run, progress=True)
         seconds = time.time() - t0
+        from tfpps.evaluation import evaluator
+
+        evaluator.write_metrics(run_dir / f"metrics-{args.split}.json", {"metrics": metrics, "eval_seconds": round(seconds, 3)})
     except (ConfigError, DatasetError) as exc:
-        print(f"tfpps.evaluate: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    evaluator.write_metrics(run_dir / f"metrics-{args.split}.json", {"metrics": metrics, "eval_seconds": round(seconds, 3)})
+    except OSError as exc:
+        print(f"{PROG}: error: {exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
     print(evaluator.format_table(metrics, title=f"{run.model} on {run.data.dataset} ({args.split}, {seconds:.1f}s)"))
     return 0
 

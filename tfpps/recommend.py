@@ -18,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import tfpps  # noqa: F401
+import tfpps
 from tfpps.config import ConfigError  # no TensorFlow import before the flags are checked
 
 PROG = "tfpps.recommend"
@@ -37,7 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--history", default="", help="comma-separated raw item ids, oldest first (may be empty)")
     p.add_argument("--query", default=None, help="search query text (only for models that take one)")
     p.add_argument("--k", type=int, default=10, help="how many items to show (default 10)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines (hidden by default)")
     return p
+
+
+def check_text_flags(args) -> None:
+    """ConfigError (one line naming the flag) for a ``--user``/``--history``/``--query`` that is not UTF-8
+    text: bytes the shell passed that do not decode reach Python as lone surrogates (``\\udcXX``)."""
+    for flag in ("user", "history", "query"):
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start]
+            byte = f"0x{ord(bad) - 0xDC00:02x}" if 0xDC80 <= ord(bad) <= 0xDCFF else repr(bad)
+            raise ConfigError(f"--{flag}: not valid UTF-8 text (byte {byte} at character {exc.start + 1}); "
+                              "ids and queries must be UTF-8") from None
 
 
 def open_recommender(path: str):
@@ -111,10 +128,12 @@ def render(rec, result, history: list[str], meta: dict, k: int, query: str = "")
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    tfpps.configure_logging(verbose=args.verbose)  # before TensorFlow is imported
     from tfpps.serving.requests import Request, parse_history  # numpy only
 
-    history = parse_history(args.history)
     try:
+        check_text_flags(args)
+        history = parse_history(args.history)
         if args.k < 1:
             raise ConfigError(f"--k={args.k}: must be >= 1")
         model_dir_kind(args.model_dir)  # checked before TensorFlow loads

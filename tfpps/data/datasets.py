@@ -6,6 +6,10 @@ synthetic default, the generator's settings (and ``raw_format: amazon`` to
 convert its logs to Amazon review dumps first). Placeholders in flag values:
 ``{shared}`` = the shared real-data folder (``$TFPPS_SHARED_DATA`` or
 ``../shared/data`` beside the repo), ``{raw}`` = where generated raw logs go.
+
+tfpps never builds over a directory it did not create (:mod:`tfpps.ownership`): a missing dataset is
+built only into an absent or empty directory, or replaced (``--overwrite``) when the directory is a
+tfpps dataset; anything else stops with one line naming the flag the directory came from.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import json
 import os
 from pathlib import Path
 
+from tfpps import ownership
 from tfpps.config import REPO_ROOT, ConfigError, dataset_config_path, load_yaml
 from tfpps.data import schema
 
@@ -26,8 +31,10 @@ def resolve_path(path: str) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def job_argv(name: str, output: Path, raw_dir: Path | None = None, extra: list[str] | None = None) -> list[str]:
-    """The Beam job's argv for dataset config ``name``."""
+def job_argv(name: str, output: Path, raw_dir: Path | None = None, extra: list[str] | None = None,
+             overwrite: bool = True) -> list[str]:
+    """The Beam job's argv for dataset config ``name``; ``overwrite`` adds ``--overwrite`` (the job replaces
+    only a tfpps dataset there; :func:`ensure_dataset` passes it only when ``output`` is one)."""
     cfg = load_yaml(dataset_config_path(name))
     flags = dict((cfg.get("build") or {}).get("flags") or {})
     if not flags:
@@ -40,7 +47,7 @@ def job_argv(name: str, output: Path, raw_dir: Path | None = None, extra: list[s
             continue
         value = str(value).format(shared=shared_data_dir(), raw=raw_dir or "")
         argv.append(f"--{key}={value}")
-    return argv + [f"--output={output}", "--overwrite"] + (extra or [])
+    return argv + [f"--output={output}"] + (["--overwrite"] if overwrite else []) + (extra or [])
 
 
 def managed_dir(name: str, cfg: dict) -> Path:
@@ -48,11 +55,23 @@ def managed_dir(name: str, cfg: dict) -> Path:
     return resolve_path((cfg.get("data") or {}).get("dir") or f"data_out/{name}")
 
 
-def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = None, quiet: bool = False) -> Path:
+def target_dir(name: str, data_dir: str = "") -> Path:
+    """Where dataset ``name`` is (or will be built): ``data_dir`` when given, else its config's ``data.dir``."""
+    if data_dir:
+        return resolve_path(data_dir)
+    cfg_path = dataset_config_path(name)
+    return managed_dir(name, load_yaml(cfg_path) if cfg_path.exists() else {})
+
+
+def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = None, quiet: bool = False,
+                   flag: str = "data.dir", rebuild: bool = False) -> Path:
     """Return the built dataset directory of ``name``, building it first when it is missing.
 
     A stale build (older ``job_version``) is rebuilt only in the dataset's own directory;
     a ``data_dir`` the caller chose is used as it is, with a note, and never overwritten.
+    ``rebuild``: build again even when a current build is there (``tfpps.data.build --rebuild``).
+    A directory that exists, is not empty and is not a tfpps dataset is never built over:
+    :class:`tfpps.ownership.NotOurs` (one line; ``flag`` names where the directory came from).
     """
     cfg_path = dataset_config_path(name)
     if not cfg_path.exists():
@@ -61,7 +80,7 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
         raise ConfigError(f"unknown dataset {name!r} and no built dataset at data.dir={data_dir!r}")
     cfg = load_yaml(cfg_path)
     out = resolve_path(data_dir) if data_dir else managed_dir(name, cfg)
-    if (out / schema.DATASET_FILE).exists():
+    if (out / schema.DATASET_FILE).exists() and not rebuild:
         built = json.loads((out / schema.DATASET_FILE).read_text()).get("job_version", 1)
         if built >= schema.JOB_VERSION:
             return out
@@ -72,6 +91,7 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
                   flush=True)
             return out
         print(f"rebuilding dataset {name!r}: {why}", flush=True)
+    ownership.check_replaceable(out, ownership.DATASET, flag)  # before anything is generated or built
     build = cfg.get("build") or {}
     raw_dir = None
     if "generator" in build:
@@ -79,6 +99,10 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
 
         raw_dir = out.parent / f"{out.name}_raw"
         if not any(raw_dir.glob("events-*")):
+            if raw_dir.exists() and not ownership.is_empty_dir(raw_dir):  # the generator would write into it
+                raise ownership.NotOurs(
+                    f"{flag}={out}: the raw logs would be generated into {raw_dir}, which exists and holds other "
+                    f"files; choose another directory")
             gen_cfg = synthetic.SyntheticConfig(**(build.get("generator") or {}))
             synthetic.generate(gen_cfg, raw_dir)
         if build.get("raw_format") == "amazon":  # the generator's purchases as Amazon review/meta dumps
@@ -90,7 +114,15 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
             raise ConfigError(f"datasets/{name}.yaml: build.raw_format={build['raw_format']!r}; expected csv or amazon")
     from beam_jobs import build_features
 
-    argv = job_argv(name, out, raw_dir, beam_args)  # with --overwrite (replaces a stale build)
+    # replace only a tfpps dataset; an empty directory is removed (nothing is lost) so the job can publish there
+    overwrite = os.path.lexists(out) and ownership.is_owned(out, ownership.DATASET)
+    if not overwrite and ownership.is_empty_dir(out):
+        os.rmdir(out)
+    import tfpps
+
+    if tfpps.VERBOSE and "--verbose" not in (beam_args or []):  # the command's --verbose reaches the Beam job
+        beam_args = [*(beam_args or []), "--verbose"]
+    argv = job_argv(name, out, raw_dir, beam_args, overwrite=overwrite)
     if not quiet:
         print(f"building dataset {name!r}: python -m beam_jobs.build_features {' '.join(argv)}", flush=True)
     stats = build_features.run(argv)

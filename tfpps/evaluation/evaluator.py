@@ -30,6 +30,10 @@ hit, HitRate) are averaged over the examples that have at least one target;
 duplicate target ids count once. With one target per example they equal the
 single-target metrics.
 
+Large single-target score matrices (at least :data:`XLA_RANK_MIN_ENTRIES`
+entries) without ``mask_history`` are ranked by an XLA-compiled copy of the same
+ops (one fused pass instead of ~15), with the same ranks.
+
 :func:`evaluate_ranked_lists` averages the multi-relevant (RecBole) metrics of
 top-``K`` lists; :func:`format_table` and :func:`write_metrics` report results.
 
@@ -189,6 +193,42 @@ def target_positions(
     return tf.where(valid, positions, tf.zeros_like(positions)), valid
 
 
+# Ranking a [B, N] score matrix is ~15 elementwise passes over it (comparisons, masks, casts, sums);
+# XLA fuses them into one: 0.47 s -> 0.11-0.23 s for 512 x 37,483 on a 2-core CPU. Compiling costs
+# ~0.1-0.3 s per batch shape, so only score matrices of at least this many entries take that path.
+XLA_RANK_MIN_ENTRIES = 1 << 20
+
+
+@functools.lru_cache(maxsize=4)
+def _xla_ranks(ties: str) -> Callable:
+    """``(scores, targets) -> ranks`` without history masking, compiled with XLA (same ops as :func:`rank_batch`)."""
+
+    def ranks(scores, targets):
+        mask = exclusion_mask({"target_item": targets}, tf.shape(scores)[1], False)
+        return ranks_from_scores(scores, targets, ties, mask)
+
+    return tf.function(ranks, jit_compile=True, autograph=False)
+
+
+def _ranks(scores: tf.Tensor, features: Mapping[str, tf.Tensor], ties: str, mask_history: bool) -> tf.Tensor:
+    """:func:`rank_batch`; large score matrices without history masking (whose masks have data-dependent
+    shapes) are ranked by the XLA-compiled twin."""
+    if mask_history:
+        return rank_batch(scores, features, ties, mask_history)
+    scores = tf.convert_to_tensor(scores)
+    if not scores.dtype.is_floating:
+        scores = tf.cast(scores, tf.float32)
+    targets = tf.cast(features["target_item"], tf.int32)
+    shape = tf.shape(scores)
+    checks = [
+        tf.debugging.assert_non_negative(targets, message="target_item must be >= 0"),
+        tf.debugging.assert_less(targets, shape[1], message="target_item must be < the number of scored items"),
+    ]
+    with tf.control_dependencies(checks):
+        large = tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64) >= XLA_RANK_MIN_ENTRIES
+        return tf.cond(large, lambda: _xla_ranks(ties)(scores, targets), lambda: rank_batch(scores, features, ties, False))
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_step(score_fn: ScoreFn, ks: tuple, ties: str, mask_history: bool, jit_score: bool) -> Callable:
     return _make_step(score_fn, ks, ties, mask_history, jit_score)
@@ -204,7 +244,7 @@ def _make_step(score_fn: ScoreFn, ks: tuple, ties: str, mask_history: bool, jit_
             values = multi_target_metrics(positions, valid, ks)
             sums = {name: tf.reduce_sum(tf.where(keep, v, tf.zeros_like(v))) for name, v in values.items()}
             return sums, tf.reduce_sum(tf.cast(keep, tf.int32)), tf.shape(scores)[1]
-        ranks = rank_batch(scores, features, ties, mask_history)
+        ranks = _ranks(scores, features, ties, mask_history)
         sums = {name: tf.reduce_sum(v) for name, v in single_target_metrics(ranks, ks).items()}
         return sums, tf.shape(ranks)[0], tf.shape(scores)[1]
 

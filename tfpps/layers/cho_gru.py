@@ -9,7 +9,10 @@ Equations (row vectors; ``x`` input, ``h`` previous state)::
 
 This is Keras' ``GRU(reset_after=False)`` semantics, *not* the default
 ``reset_after=True`` (cuDNN) variant of Keras and PyTorch, where the reset gate
-multiplies ``h U_h`` after the matmul.
+multiplies ``h U_h`` after the matmul (that variant, as PyTorch's ``nn.GRUCell``
+and the official GRU4Rec PyTorch port use it, is
+:class:`tfpps.layers.reset_after_gru.ResetAfterGRUCell`; GRU4Rec picks one with
+``model_params.gru_cell``).
 
 Weight layout follows the official GRU4Rec code (``GRULayer`` of
 ``hidasib/GRU4Rec_Tensorflow_Official``; ``Wx``/``Wrz``/``Wh`` of the Theano

@@ -99,9 +99,13 @@ class PopularitySampler(tf.Module):
         """``alpha * log(max(support, 1))`` of ``ids`` (the official logQ term for sampled columns)."""
         return tf.gather(self._log_weight, ids)
 
-    def __call__(self, step) -> NegativeSample:
+    def __call__(self, step, stream=None) -> NegativeSample:
+        """The draw of training step ``step``; ``stream`` (e.g. a replica id) folds a further key into the
+        seed, so that replicas draw different negatives (None: the plain ``(seed, step)`` stream)."""
         step = tf.cast(step, tf.int64)
         seed = tf.stack([tf.constant(self.seed, tf.int64), step])
+        if stream is not None:
+            seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(stream, tf.int64))
         u = tf.random.stateless_uniform([self.n_sample], seed=seed, dtype=tf.float64)
         ids = tf.searchsorted(self._cdf, u, side="right", out_type=tf.int64)
         return NegativeSample(ids, tf.gather(self._prob, ids), tf.gather(self._log_weight, ids))

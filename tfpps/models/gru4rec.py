@@ -16,7 +16,7 @@ Reference code read: ``hidasib/GRU4Rec`` (Theano original),
 Model (per step, session-parallel; ``x`` input item, ``Y = [targets; samples]``)::
 
     e   = dropout_embed(W_y[x])                  # constrained_embedding (tied); or E[x]; or one-hot
-    h_l = ChoGRU_l(h_{l-1}, state_l);  h_l = dropout_hidden(h_l);  state_l <- h_l
+    h_l = GRU_l(h_{l-1}, state_l);  h_l = dropout_hidden(h_l);  state_l <- h_l   # gru_cell: cho | reset_after
     r   = h_L W_y[Y]^T + b_y[Y]                  # [B, B + n_sample]
     loss = sum_valid_rows loss(r) / batch_size   # XE(+logQ) | BPR-max(ELU) | TOP1-max
 
@@ -31,9 +31,19 @@ embedding-like tables (``W_y``, ``b_y``, ``E`` or the one-hot input weights)
 are read with ``tf.gather`` so their gradients are ``IndexedSlices`` and
 only touched rows are updated.
 
-Evaluation (:meth:`GRU4Rec.score_items`): the GRU runs from a zero state over
-each history (state reset per test session, as the official evaluation), and
-all items are scored with ``h W_y^T + b_y``.
+Evaluation: all items are scored with ``h W_y^T + b_y``
+(:meth:`GRU4Rec.score_items`), ``h`` the state after the history, run from a
+zero state (reset per test session, as the official evaluation). The trainer
+gets its evaluation batches from :meth:`GRU4Rec.eval_dataset`, which streams
+(:class:`StreamedEvalBatches`): like the official session-parallel evaluation
+(one GRU step per click), each evaluation record (a test session, or a history
+with its target) is run through the GRU ONCE with its state carried, and scored
+after every prefix that the standard prefix evaluation
+(:func:`tfpps.data.pipeline.eval_examples`, every prefix re-encoded from zero:
+``O(L^2)`` steps per session) scores: the same examples, ranks and metrics. Histories
+longer than ``data.max_len`` are cut to their last ``max_len`` items as in the
+prefix evaluation (the official evaluation never cuts: set ``max_len`` at least
+the longest test session to match it).
 
 Departures from the official code:
 
@@ -80,7 +90,23 @@ Departures from the official code:
 10. ``train_mode='prefix'`` is not official: it trains RecBole/Tan-style on every
     prefix -> next item with a full softmax (mean over the batch), to compare
     under RecBole's protocol. Its GRU, embeddings and dropout are the same.
-11. Logging: Keras' ``loss`` is the last step's value; the metric
+11. **GRU cell** (``gru_cell``). ``cho`` (default for now): the GRU of Cho et al.
+    as the Theano original and the official TF port implement it
+    (:class:`tfpps.layers.cho_gru.ChoGRUCell`): the reset gate multiplies ``h``
+    BEFORE the recurrent matmul, ``h~ = tanh(x W_h + (r * h) U_h + b_h)``, one
+    bias, ``h' = (1 - z) h + z h~``. ``reset_after``: PyTorch's ``nn.GRUCell``,
+    which the official PyTorch port uses for every layer
+    (:class:`tfpps.layers.reset_after_gru.ResetAfterGRUCell`): the reset gate
+    multiplies the recurrent product, ``n = tanh(x W_in + b_in + r * (h W_hn + b_hn))``,
+    separate input and recurrent biases ``b_ih``, ``b_hh``,
+    ``h' = (1 - z) n + z h``; initialised as the port's default
+    ``compatibility_mode`` (per-gate ``U(±sqrt(6/(fan_in + H)))``, biases 0); in
+    one-hot input mode its first layer has no ``b_hh``, as the port's
+    ``GRUEmbedding``. Same matrices, different functions; ``reset_after`` has
+    ``3H`` more biases per layer (``b_hh``), and the weights of one do not load
+    into the other. Which trains better on the official data is still to be
+    measured across seeds.
+12. Logging: Keras' ``loss`` is the last step's value; the metric
     ``loss_per_event`` is the epoch's summed row loss per training event (the
     official log prints ``sum_t(L_t * n_t) / sum_t(n_t)`` of the per-step
     losses ``L_t = sum / batch_size``).
@@ -88,6 +114,8 @@ Departures from the official code:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import weakref
 from typing import Any
 
 import numpy as np
@@ -99,6 +127,7 @@ from tfpps.config import ConfigError, choice, non_negative, probability
 from tfpps.data import session_parallel
 from tfpps.data.pipeline import finish, prefix_examples
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
+from tfpps.layers.reset_after_gru import ResetAfterGRUCell
 from tfpps.layers.samplers import PopularitySampler
 from tfpps.models.base import DatasetInfo, SequentialModel
 from tfpps.registry import register
@@ -121,10 +150,12 @@ class GRU4RecConfig:
     dropout_p_embed: float = 0.0
     dropout_p_hidden: float = 0.0
     train_mode: str = "session_parallel"  # session_parallel (official) | prefix (RecBole-style)
+    gru_cell: str = "cho"  # cho (Theano original: reset before the recurrent matmul) | reset_after (PyTorch nn.GRUCell)
 
     LOSSES = ("cross-entropy", "bpr-max", "top1-max")
     FINAL_ACTS = ("elu", "linear", "tanh")
     TRAIN_MODES = ("session_parallel", "prefix")
+    GRU_CELLS = ("cho", "reset_after")
 
     def validate(self) -> None:
         if not self.layers or any(isinstance(x, bool) or not isinstance(x, int) or x <= 0 for x in self.layers):
@@ -132,6 +163,7 @@ class GRU4RecConfig:
         choice(self, "loss", self.LOSSES)
         choice(self, "final_act", self.FINAL_ACTS)
         choice(self, "train_mode", self.TRAIN_MODES)
+        choice(self, "gru_cell", self.GRU_CELLS)
         non_negative(self, "elu_param", "n_sample", "sample_alpha", "logq", "bpreg", "embedding")
         probability(self, "dropout_p_embed", "dropout_p_hidden")
         if self.logq > 0 and self.loss != "cross-entropy":
@@ -198,7 +230,11 @@ class GRU4Rec(SequentialModel):
         self.cells = []
         for i, units in enumerate(sizes):
             sparse = n if (i == 0 and self.one_hot_input) else None
-            cell = ChoGRUCell(units, sparse_input_dim=sparse, seed=seed + 10 * (i + 1), name=f"gru_{i}")
+            if p.gru_cell == "reset_after":  # nn.GRUCell; one-hot input: GRUEmbedding (no recurrent bias)
+                cell = ResetAfterGRUCell(units, sparse_input_dim=sparse, seed=seed + 10 * (i + 1),
+                                         recurrent_bias=sparse is None, name=f"gru_{i}")
+            else:
+                cell = ChoGRUCell(units, sparse_input_dim=sparse, seed=seed + 10 * (i + 1), name=f"gru_{i}")
             with tf.name_scope(cell.name):
                 cell.build(tf.TensorShape([None, in_dim if i == 0 else sizes[i - 1]]))
             self.cells.append(cell)
@@ -350,6 +386,12 @@ class GRU4Rec(SequentialModel):
     # ------------------------------------------------------------------ sequences (prefix training, evaluation)
     def encode(self, item_ids: tf.Tensor, length: tf.Tensor, training: bool = False, step=None) -> tf.Tensor:
         """Last hidden state ``[B, H]`` of the GRU run from zero over left-aligned, 0-padded ``item_ids``."""
+        return self.run_layers(item_ids, length, training=training, step=step)[1]
+
+    def run_layers(self, item_ids: tf.Tensor, length: tf.Tensor, training: bool = False, step=None):
+        """``(outputs [B, L, H], last [B, H])`` of the last layer, every layer run from zero over the
+        left-aligned, 0-padded ``item_ids``; ``outputs[:, t]`` is the state after ``t + 1`` items
+        (padding steps carry the state)."""
         p = self.params
         ids = tf.cast(item_ids, tf.int64)
         max_len = tf.shape(ids)[1]
@@ -366,7 +408,7 @@ class GRU4Rec(SequentialModel):
                 ones = tf.ones(tf.stack([tf.shape(ids)[0], max_len, cell.units]))
                 drop_mask = self._dropout(ones, rate, seeds[i + 1])
             h, last = cell.run_sequence(h, mask=mask, output_dropout_mask=drop_mask)
-        return last
+        return h, last
 
     def _all_scores(self, h: tf.Tensor) -> tf.Tensor:
         return tf.matmul(h, self.Wy, transpose_b=True) + self.By[None, :]
@@ -379,14 +421,21 @@ class GRU4Rec(SequentialModel):
         target = tf.cast(f["target_item"], tf.int64)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=target, logits=logits))
 
+    def _state(self, features) -> tf.Tensor:
+        """``h`` ``[B, H]``: streamed by :meth:`eval_dataset` (``gru_state``), or the GRU run from zero over the history."""
+        if STATE_FEATURE in features:
+            return tf.cast(features[STATE_FEATURE], tf.float32)
+        return self.encode(features["item_ids"], features["length"], training=False)
+
     @tf.autograph.experimental.do_not_convert
     def score_items(self, features) -> tf.Tensor:
-        """Scores ``[B, num_items]`` (``h W_y^T + b_y``) after running the GRU from zero over each history."""
-        return self._all_scores(self.encode(features["item_ids"], features["length"], training=False))
+        """Scores ``[B, num_items]`` (``h W_y^T + b_y``) after running the GRU from zero over each history
+        (or of the ``gru_state`` rows that :meth:`eval_dataset` streamed)."""
+        return self._all_scores(self._state(features))
 
     def query_vectors(self, features) -> tf.Tensor:
         """``[B, H + 1]``: ``[h, 1]``, so that ``query_vectors @ item_vectors^T == score_items`` (b_y folded in)."""
-        h = self.encode(features["item_ids"], features["length"], training=False)
+        h = self._state(features)
         return tf.concat([h, tf.ones_like(h[:, :1])], axis=1)
 
     def item_vectors(self) -> tf.Tensor:
@@ -395,3 +444,175 @@ class GRU4Rec(SequentialModel):
 
     def call(self, features, training=False):
         return self.score_items(features)
+
+    # ------------------------------------------------------------------ streaming evaluation
+    def eval_dataset(self, data: Any, split: str, run: Any):
+        """Evaluation batches with the GRU state of every example streamed (see :class:`StreamedEvalBatches`);
+        ``None`` (the trainer's standard prefix batches) for multi-target, basket or search data."""
+        kind = getattr(data, "kind", "sequential")
+        if kind != "sequential" or getattr(data, "multi_target", False):
+            return None
+        return StreamedEvalBatches(self, data, split, run)
+
+    def stream_states(self, items, length, points, targets):
+        """Run a batch of streams once and return the states at their scoring points (in-graph, batched).
+
+        ``items`` ``[S, L]`` (left-aligned, 0-padded), ``length`` ``[S]``; ``points`` bool ``[S, P]`` marks the
+        positions ``e`` (state after ``e`` items, ``e = 0``: the zero state) to score, ``targets`` ``[S, P]``
+        their targets. Returns ``(states [M, H], targets [M], stream_of_row [M])`` for the ``M`` marked
+        positions, in row-major order.
+        """
+        fn = _STREAM_FNS.get(self)
+        if fn is None:  # kept off the model (SavedModel export would save it) and holding the model weakly
+            spec = [tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None], tf.int64),
+                    tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None, None], tf.int64)]
+            fn = tf.function(functools.partial(_stream_states, weakref.ref(self)), input_signature=spec, autograph=False)
+            _STREAM_FNS[self] = fn
+        return fn(items, length, points, targets)
+
+
+STATE_FEATURE = "gru_state"
+PARALLEL_MAP = 2  # tf.data map parallelism of the evaluation streams
+_STREAM_FNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> traced GRU4Rec.stream_states
+
+
+def _stream_states(model_ref, items, length, points, targets):
+    # at least one step (a scan over none cannot stack its outputs); padding steps carry the state
+    steps = tf.cast(tf.reduce_max(tf.concat([length, tf.ones([1], tf.int64)], 0)), tf.int32)
+    model = model_ref()
+    outputs, _ = model.run_layers(items[:, :steps], length, training=False)  # [S, steps, H]
+    zero = tf.zeros(tf.stack([tf.shape(items)[0], 1, model.cells[-1].units]), outputs.dtype)
+    states = tf.concat([zero, outputs], axis=1)  # [S, steps + 1, H]: the state after e items, e = 0..steps
+    where = tf.where(points[:, : steps + 1])  # [M, 2]
+    return tf.gather_nd(states, where), tf.gather_nd(targets[:, : steps + 1], where), where[:, 0]
+
+
+def eval_streams(records: tf.data.Dataset, max_len: int, batch_size: int, with_seen: bool = False) -> tf.data.Dataset:
+    """Batches of GRU runs that reproduce :func:`tfpps.data.pipeline.eval_examples` (one run per record).
+
+    A record's examples are ``full[:e] -> full[e]`` for its ends ``e`` (``full`` = ``item_ids`` plus the
+    target when it has one: then one end, ``len(item_ids)``; else every ``e = 1..n-1``), each history cut
+    to its last ``max_len`` items. Every end ``e <= max_len`` reads the state after ``e`` items of ONE
+    run over ``full[:max(e)]`` (the record's "main" stream). An end ``e > max_len`` has a cut history
+    ``full[e - max_len:e]`` whose zero-state run shares no prefix with the others: it is a stream of its
+    own (``max_len`` steps, scored at the end), as in the prefix evaluation.
+
+    ``batch_size`` records at a time are turned into streams with batched ops. Elements: ``items``
+    ``[S, max_len]`` (0-padded), ``length [S]``, ``points`` bool ``[S, max_len + 1]`` (the positions
+    ``e`` to score: the state after ``e`` items), ``targets [S, max_len + 1]`` and, with
+    ``with_seen``, ``seen_items [S, W]``: the record's ``item_ids`` (for ``mask_history``, as
+    :func:`~tfpps.data.pipeline.eval_examples` gives them). Streams are ordered by record, then main
+    before cut, then end, so the scored rows come in the order of the prefix evaluation's examples.
+    """
+    m = int(max_len)
+
+    def slim(rec):
+        items = tf.cast(rec["item_ids"], tf.int64)
+        return {"item_ids": items, "n": tf.size(items, out_type=tf.int64), "target_item": tf.cast(rec["target_item"], tf.int64)}
+
+    def to_streams(batch):
+        items, n0, target = batch["item_ids"], batch["n"], batch["target_item"]  # [R, W], [R], [R]
+        rows = tf.shape(items)[0]
+        width = tf.maximum(tf.shape(items)[1] + 1, m + 1)
+        cols = tf.range(width, dtype=tf.int64)[None, :]  # positions e = 0..width-1
+        padded = tf.pad(items, [[0, 0], [0, width - tf.shape(items)[1]]])
+        has_target = (target > 0)[:, None]
+        full = tf.where(has_target & tf.equal(cols, n0[:, None]), target[:, None], padded)  # [R, width]
+        is_end = tf.where(has_target, tf.equal(cols, n0[:, None]), (cols >= 1) & (cols < n0[:, None]))
+        # main streams: one run over full[:max end <= m], scored at every end <= m
+        main_points = (is_end & (cols <= m))[:, : m + 1]  # [R, m + 1]
+        main_len = tf.reduce_max(tf.where(main_points, cols[:, : m + 1], 0), axis=1)
+        main_items = tf.where(cols[:, :m] < main_len[:, None], full[:, :m], 0)
+        main_targets = tf.where(main_points, full[:, : m + 1], 0)
+        has_main = tf.reduce_any(main_points, axis=1)
+        # cut streams: full[e - m:e] for every end e > m, scored after all m items
+        cut = tf.where(is_end & (cols > m))  # [C, 2]: (record, e)
+        cut_rec, cut_end = cut[:, 0], cut[:, 1]
+        window = cut_end[:, None] - m + tf.range(m, dtype=tf.int64)[None, :]
+        cut_items = tf.gather_nd(full, tf.stack([tf.broadcast_to(cut_rec[:, None], tf.shape(window)), window], -1))
+        last = tf.equal(tf.range(m + 1), m)[None, :]
+        cut_target = tf.gather_nd(full, cut)
+        n_cut = tf.shape(cut)[0]
+        main_rec = tf.range(tf.cast(rows, tf.int64), dtype=tf.int64)
+        out = {
+            "items": tf.concat([main_items, cut_items], 0),
+            "length": tf.concat([main_len, tf.fill([n_cut], tf.constant(m, tf.int64))], 0),
+            "points": tf.concat([main_points, tf.tile(last, [n_cut, 1])], 0),
+            "targets": tf.concat([main_targets, tf.where(last, cut_target[:, None], tf.zeros([1, 1], tf.int64))], 0),
+        }
+        record = tf.concat([main_rec, cut_rec], 0)
+        keep = tf.concat([has_main, tf.ones([n_cut], tf.bool)], 0)
+        order_key = record * tf.cast(width + 1, tf.int64) + tf.concat([tf.zeros_like(main_rec), cut_end], 0)
+        order = tf.argsort(order_key, stable=True)
+        order = tf.boolean_mask(order, tf.gather(keep, order))  # records without a main end have no main stream
+        out = {name: tf.gather(value, order) for name, value in out.items()}
+        if with_seen:
+            out["seen_items"] = tf.gather(items, tf.gather(record, order))
+        return out
+
+    fields = records.map(slim, num_parallel_calls=PARALLEL_MAP)
+    return fields.padded_batch(int(batch_size)).map(to_streams, num_parallel_calls=PARALLEL_MAP)
+
+
+
+class StreamedEvalBatches:
+    """Evaluation batches of :class:`GRU4Rec` whose GRU states are streamed: each record is run ONCE,
+    its state carried from item to item, and scored after every prefix the prefix evaluation scores.
+
+    The standard evaluation (:func:`tfpps.data.pipeline.eval_examples`) re-encodes every prefix of a
+    test session from a zero state (``O(L^2)`` GRU steps per session, each history padded to
+    ``max_len``). Streaming, like the official session-parallel evaluation (one GRU step per click,
+    the state reset at each session start), gives the same examples in the same order with the same
+    states, so the same per-example ranks and metrics. Histories the prefix evaluation cuts to
+    ``max_len`` items are re-run from zero as it does (see :func:`eval_streams`).
+
+    Iterating yields feature dicts of at most ``eval.batch_size`` rows: ``gru_state [B, H]``,
+    ``target_item [B]`` and with ``eval.mask_history`` ``seen_items [B, M]``;
+    :meth:`GRU4Rec.score_items` scores ``gru_state`` directly. The streams are built in-graph by
+    tf.data and run ``eval.batch_size`` at a time through one traced function (no per-example Python).
+    """
+
+    def __init__(self, model: "GRU4Rec", data: Any, split: str, run: Any):
+        self.model, self.data, self.split, self.run = model, data, split, run
+        data_cfg = getattr(run, "data", None)
+        eval_cfg = getattr(run, "eval", None)
+        self.max_len = int(getattr(data_cfg, "max_len", 50))
+        self.num_parallel_reads = int(getattr(data_cfg, "num_parallel_reads", 4))
+        self.batch_size = int(getattr(eval_cfg, "batch_size", 512))
+        self.with_seen = bool(getattr(eval_cfg, "mask_history", False))
+
+    def streams(self) -> tf.data.Dataset:
+        records = self.data.records(self.split, num_parallel_reads=self.num_parallel_reads)
+        return finish(eval_streams(records, self.max_len, self.batch_size, self.with_seen))
+
+    def __iter__(self):
+        pending: list[dict] = []
+        count = 0
+        for batch in self.streams():
+            states, targets, rows = self.model.stream_states(batch["items"], batch["length"], batch["points"], batch["targets"])
+            piece = {STATE_FEATURE: states, "target_item": targets}
+            if self.with_seen:
+                piece["seen_items"] = tf.gather(batch["seen_items"], rows)
+            pending.append(piece)
+            count += int(targets.shape[0])
+            while count >= self.batch_size:
+                full = _concat_rows(pending)
+                yield {name: v[: self.batch_size] for name, v in full.items()}
+                count -= self.batch_size
+                pending = [{name: v[self.batch_size :] for name, v in full.items()}] if count else []
+        if count:
+            yield _concat_rows(pending)
+
+
+def _concat_rows(pieces: list[dict]) -> dict:
+    """Row-wise concatenation of feature dicts; ``seen_items`` are 0-padded (PAD) to a common width."""
+    if len(pieces) == 1:
+        return pieces[0]
+    out = {}
+    for name in pieces[0]:
+        parts = [p[name] for p in pieces]
+        if name == "seen_items":
+            width = max(int(p.shape[1]) for p in parts)
+            parts = [tf.pad(p, [[0, 0], [0, width - int(p.shape[1])]]) for p in parts]
+        out[name] = tf.concat(parts, axis=0)
+    return out

@@ -73,6 +73,12 @@ Other departures
    ``sampled_softmax`` is a softmax over the target and ``num_negatives``
    sampled items (no logQ correction). Negatives are drawn per example, with
    replacement; accidental hits (a negative equal to the target) are kept.
+   ``softmax: sampled`` (with ``loss: full_softmax``; for catalogue-scale
+   data) keeps the full softmax's objective but computes it over the batch's
+   targets and ``n_sample`` negatives shared by the batch, drawn
+   ``∝ support^sample_alpha``, with the logQ correction (``logq``) and
+   accidental hits removed (:mod:`tfpps.tasks.sampled_softmax` has the math);
+   the negatives are keyed by (``train.seed``, optimizer step).
 7. **Regularisation**: ``reg_weight`` adds ``reg_weight * mean_b(||u_b||^2 +
    sum_{i in T_b} ||v_i||^2 + ||v'_{t_b}||^2 [+ negatives])`` (the paper's L2
    term on the parameters used by an example; NeuRec's ``reg_mf``). RecBole
@@ -111,6 +117,7 @@ from tfpps.data.pipeline import cached, finish, training_records
 from tfpps.data.schema import BASKET, FIRST_ID, PAD_ID
 from tfpps.models.base import DatasetInfo, SequentialModel
 from tfpps.registry import register
+from tfpps.tasks.sampled_softmax import CatalogueSampledSoftmax, validate_softmax_params
 
 POOLINGS = ("max", "avg")
 LOSSES = ("full_softmax", "negative_sampling", "sampled_softmax")
@@ -131,6 +138,10 @@ class HRMConfig:
     num_negatives: int = 10  # negatives per example for negative_sampling / sampled_softmax
     negative_alpha: float = 0.0  # noise distribution ~ count^alpha over real items (0 = uniform)
     reg_weight: float = 0.0  # L2 on the embedding rows an example uses (RecBole reads 1e-4 but never applies it)
+    softmax: str = "full"  # loss=full_softmax over: full (all items) | sampled (catalogue scale, departure 6)
+    n_sample: int = 2048  # softmax=sampled: shared popularity-sampled negatives per step (plus the in-batch targets)
+    sample_alpha: float = 0.5  # softmax=sampled: negatives ~ support^sample_alpha (0 uniform, 1 popularity)
+    logq: float = 1.0  # softmax=sampled: logQ correction strength (1 exact, 0 off)
 
     def validate(self) -> None:
         positive(self, "embedding_size", "high_order", "num_negatives")
@@ -139,6 +150,10 @@ class HRMConfig:
         choice(self, "pooling_user", POOLINGS)
         choice(self, "loss", LOSSES)
         non_negative(self, "negative_alpha", "reg_weight")
+        validate_softmax_params(self)
+        if self.softmax == "sampled" and self.loss != "full_softmax":
+            raise ConfigError(f"model_params.softmax={self.softmax!r}: samples the softmax of loss=full_softmax, "
+                              f"not loss={self.loss} (which draws its own num_negatives)")
 
 
 # ---------------------------------------------------------------------- training examples
@@ -322,6 +337,11 @@ class HRM(SequentialModel):
             noise = np.ones_like(counts)
         self._noise_logits = tf.constant(np.log(np.maximum(noise / noise.sum(), 1e-30))[None, :], tf.float32)
         self._uniform_noise = params.negative_alpha == 0
+        self.sampled_softmax = None
+        if params.softmax == "sampled":  # departure 6; holds no variables (checkpoints are unchanged)
+            self.sampled_softmax = CatalogueSampledSoftmax(
+                info.item_counts, params.n_sample, params.sample_alpha, seed=seed + 97, logq=params.logq
+            )
 
     # ------------------------------------------------------------------ data
     @classmethod
@@ -400,6 +420,13 @@ class HRM(SequentialModel):
         valid = tf.cast(targets >= FIRST_ID, hybrid.dtype)
         safe = tf.maximum(targets, FIRST_ID)
         negatives = None
+        if self.sampled_softmax is not None:  # the full softmax's objective over sampled candidates
+            optimizer = getattr(self, "optimizer", None)
+            step = tf.constant(0, tf.int64) if optimizer is None else tf.cast(optimizer.iterations, tf.int64)
+            loss = self.sampled_softmax(hybrid, targets, self.output_embedding, step=step, valid=targets >= FIRST_ID)
+            if self.params.reg_weight > 0:
+                loss += self.params.reg_weight * self.l2_penalty(features, safe, None, valid)
+            return loss
         if self.params.loss == "full_softmax":
             logits = tf.matmul(hybrid, self.output_embedding[FIRST_ID:], transpose_b=True)
             losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=safe - FIRST_ID, logits=logits)

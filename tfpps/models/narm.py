@@ -22,6 +22,7 @@ Model (``x_1..x_t`` the history, ``e_j`` the item embedding of ``x_j``)::
     c     = dropout_0.5([c_l ; c_g])
     s_i   = E_i . (B c)                                # bilinear decoder, E = the input embedding
     loss  = mean cross-entropy of softmax(s) over all real items
+          | over the batch's targets + sampled items       # softmax: sampled (departure 9)
 
 with ``hs`` Theano's / Keras 2's hard sigmoid ``clip(0.2 x + 0.5, 0, 1)``.
 
@@ -78,6 +79,14 @@ Departures from the official code
    switched (``gate_activation``, ``attention_activation``,
    ``attention_normalisation``) to RecBole's choices (sigmoid, sigmoid, none);
    the defaults are the official ones.
+9. ``softmax: sampled`` (not the default; for catalogue-scale data) replaces
+   the full softmax of the loss by a sampled softmax over the batch's targets
+   and ``n_sample`` shared negatives drawn ``∝ support^sample_alpha``, with the
+   logQ correction (``logq``) and accidental hits removed
+   (:mod:`tfpps.tasks.sampled_softmax`, whose docstring has the math). The
+   query is the same ``B c`` and the candidates' vectors are rows of the tied
+   ``Wemb``; scoring and evaluation still use every item. The negatives are
+   keyed by (``train.seed``, optimizer step, replica), so runs resume exactly.
 """
 from __future__ import annotations
 
@@ -92,6 +101,7 @@ from tfpps.data.pipeline import cached, finish, training_records
 from tfpps.data.schema import FIRST_ID
 from tfpps.models.base import DatasetInfo, SequentialModel
 from tfpps.registry import register
+from tfpps.tasks.sampled_softmax import CatalogueSampledSoftmax, validate_softmax_params
 
 _ACTIVATIONS = ("hard_sigmoid", "sigmoid")  # hard_sigmoid = Theano's / Keras 2's clip(0.2 x + 0.5, 0, 1)
 
@@ -108,6 +118,10 @@ class NARMConfig:
     gate_activation: str = "hard_sigmoid"  # GRU z/r gates: hard_sigmoid (official) | sigmoid (RecBole)
     attention_activation: str = "hard_sigmoid"  # inside v^T act(A1 h_j + A2 h_t): hard_sigmoid (official) | sigmoid
     truncate: str = "last"  # training histories longer than max_len: last (RecBole) | first (official x[:19])
+    softmax: str = "full"  # training loss over: full (all items, the paper) | sampled (catalogue scale, departure 9)
+    n_sample: int = 2048  # softmax=sampled: shared popularity-sampled negatives per step (plus the in-batch targets)
+    sample_alpha: float = 0.5  # softmax=sampled: negatives ~ support^sample_alpha (0 uniform, 1 popularity)
+    logq: float = 1.0  # softmax=sampled: logQ correction strength (1 exact, 0 off)
 
     def validate(self) -> None:
         positive(self, "embedding_size", "hidden_size")
@@ -116,6 +130,7 @@ class NARMConfig:
         choice(self, "gate_activation", _ACTIVATIONS)
         choice(self, "attention_activation", _ACTIVATIONS)
         choice(self, "truncate", ("last", "first"))
+        validate_softmax_params(self)
 
 
 def _theano_dropout(x: tf.Tensor, rate: float, training: bool, seed: tf.Tensor | None = None) -> tf.Tensor:
@@ -177,7 +192,7 @@ def count_train_examples(data, input_context: tf.distribute.InputContext | None 
 
 @register("narm", NARMConfig)
 class NARM(SequentialModel):
-    """NARM (Li et al. CIKM'17): GRU + attention hybrid encoder, bilinear decoder, full softmax."""
+    """NARM (Li et al. CIKM'17): GRU + attention hybrid encoder, bilinear decoder, full (or sampled) softmax."""
 
     DISTRIBUTE_UNSUPPORTED = None  # stateless prefix examples: trains under mirrored / multiworker
 
@@ -216,6 +231,11 @@ class NARM(SequentialModel):
         self.attn_a2 = self.add_weight("W_decoder", shape=(hid, hid), initializer=normal(hid, 41))
         self.attn_v = self.add_weight("bl_vector", shape=(hid,), initializer=normal(1, 42))
         self.bilinear = self.add_weight("bili", shape=(2 * hid, emb), initializer=normal(emb, 43))
+        self.sampled_softmax = None
+        if params.softmax == "sampled":  # departure 9; holds no variables (checkpoints are unchanged)
+            self.sampled_softmax = CatalogueSampledSoftmax(
+                info.item_counts, params.n_sample, params.sample_alpha, seed=seed + 97, logq=params.logq
+            )
 
     # ------------------------------------------------------------------ data
     @classmethod
@@ -310,6 +330,14 @@ class NARM(SequentialModel):
         context = _theano_dropout(self.encode(features, training)["context"], self.params.dropout_context, training, seed)
         return tf.matmul(context, self.bilinear)  # B c, [B, emb]
 
+    def _step_and_replica(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(optimizer.iterations or 0, replica id)`` as int64: the keys of the step's random draws."""
+        optimizer = getattr(self, "optimizer", None)
+        step = tf.constant(0, tf.int64) if optimizer is None else tf.cast(optimizer.iterations, tf.int64)
+        ctx = tf.distribute.get_replica_context()
+        replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, tf.int64)
+        return step, replica
+
     def _dropout_seed(self, salt: int) -> tf.Tensor:
         """Stateless dropout seed from (train.seed, ``salt``, replica, optimizer step).
 
@@ -318,10 +346,7 @@ class NARM(SequentialModel):
         one (stateful ``tf.random`` ops would restart their streams); replicas
         of a distributed run draw different masks.
         """
-        optimizer = getattr(self, "optimizer", None)
-        step = tf.constant(0, tf.int64) if optimizer is None else tf.cast(optimizer.iterations, tf.int64)
-        ctx = tf.distribute.get_replica_context()
-        replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, tf.int64)
+        step, replica = self._step_and_replica()
         base = tf.stack([tf.constant(self._seed, tf.int64), tf.constant(salt, tf.int64) + 16 * replica])
         return tf.random.experimental.stateless_fold_in(base, step)
 
@@ -336,6 +361,11 @@ class NARM(SequentialModel):
         return super().train_step(inputs)
 
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
+        if self.sampled_softmax is not None:  # departure 9: softmax over in-batch + sampled candidates
+            step, replica = self._step_and_replica()
+            targets = tf.cast(features["target_item"], tf.int64)
+            return self.sampled_softmax(self._query(features, training), targets, self.item_embedding, step=step,
+                                        stream=replica)
         logits = self._logits(features, training)[:, FIRST_ID:]  # PAD/OOV columns out of the softmax
         target = tf.cast(features["target_item"], tf.int32) - FIRST_ID
         valid = tf.cast(target >= 0, logits.dtype)

@@ -25,7 +25,7 @@ from tfpps.data.schema import FIRST_ID
 from tfpps.serving.item_meta import dataset_item_meta_path
 from tfpps.serving.requests import Recommendations, Request, encode_requests
 from tfpps.serving.vocab import Vocabulary
-from tfpps.training.trainer import BEST_WEIGHTS
+from tfpps.training.trainer import load_best_weights
 
 
 @dataclasses.dataclass
@@ -53,10 +53,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if entry.family == registry.NONNEURAL:
         model.fit_data(data)
     else:
-        weights = run_dir / BEST_WEIGHTS
-        if not Path(str(weights) + ".index").exists():
-            raise ConfigError(f"{run_dir}: no trained weights at {weights}")
-        model.load_weights(str(weights)).expect_partial()
+        load_best_weights(model, run_dir)  # ConfigError (one line) when missing or not fitting the config
     return LoadedRun(run_dir, run, data, model, entry.family)
 
 

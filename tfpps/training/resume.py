@@ -117,11 +117,15 @@ class EpochCallbacks(tf.keras.callbacks.Callback):
             cb.on_epoch_end(epoch, logs)
         self._steps = int(self.model._train_counter.numpy())  # noqa: SLF001
 
-    def finish(self, logs=None) -> bool:
-        """``on_train_end`` of every callback: call once after the last epoch. False when no epoch ran."""
+    def finish(self, logs=None, keep: tuple = ()) -> bool:
+        """``on_train_end`` of every callback: call once after the last epoch. False when no epoch ran.
+
+        Callbacks that are instances of a class in ``keep`` are left as they are (e.g. ``BackupAndRestore``,
+        whose ``on_train_end`` deletes the backup, when a time-limited run stops early to be continued)."""
         if self._begun:
             for cb in self.callbacks:
-                cb.on_train_end(logs)
+                if not (keep and isinstance(cb, keep)):
+                    cb.on_train_end(logs)
         return self._begun
 
 

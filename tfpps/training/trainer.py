@@ -9,6 +9,14 @@ A run directory holds everything needed to reproduce and evaluate a run::
     validation.json   early-stopping state (best metric, epochs without gain)
     tensorboard/      TensorBoard logs
     metrics.json      test metrics of the best weights
+    .tfpps            marks the directory as a tfpps run (:mod:`tfpps.ownership`)
+
+tfpps deletes a run directory (``--fresh``) only when it is one of its own
+runs. With ``strict=True`` (the ``tfpps.train`` command) an existing run
+directory is also checked first: a directory that is not a tfpps run is
+refused, a run with another config is refused (``--fresh`` or another
+``--run_dir``), and a complete run (``metrics.json``, same config) is not
+trained again: its metrics are printed (:func:`report_complete`).
 
 Training uses ``model.fit`` with ``steps_per_execution`` training steps fused
 into one ``tf.function`` call, so per-step Python overhead does not dominate;
@@ -16,23 +24,36 @@ one ``fit`` call per epoch, each epoch's data built from (``train.seed``,
 epoch), so a killed run resumes exactly (:mod:`tfpps.training.resume`).
 ``train.strategy`` picks a tf.distribute strategy (:mod:`tfpps.training.distribute`):
 only the chief worker writes the run dir.
+
+Catalogue-scale knobs: ``train.steps_per_epoch`` caps every epoch at its first N
+(shuffled) batches; ``train.max_minutes`` ends training after the epoch that
+finishes past that wall time (of this invocation): the best weights are tested
+as usual, ``metrics.json`` says ``time_limited``, the backup is kept, and the
+same command (any ``max_minutes``) continues with the next epoch, ending as an
+uninterrupted run would; ``eval.valid_sample`` validates on a fixed seeded
+sample of N validation examples (:class:`SampledRows`; the test split is
+always evaluated in full).
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import time
 from pathlib import Path
+from typing import Mapping
 
+import numpy as np
 import yaml
 
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps import registry
-from tfpps.config import REPO_ROOT, RunConfig
+from tfpps import ownership, registry
+from tfpps.config import REPO_ROOT, ConfigError, RunConfig, run_config_from_dict
 from tfpps.data import pipeline
-from tfpps.data.datasets import ensure_dataset, resolve_path
+from tfpps.data.datasets import ensure_dataset, resolve_path, target_dir
 from tfpps.evaluation import evaluator
 from tfpps.training import distribute, resume
 from tfpps.training.optimizers import make_optimizer
@@ -44,11 +65,46 @@ def default_run_dir(run: RunConfig) -> Path:
     return REPO_ROOT / "runs" / f"{run.model}-{run.data.dataset}"
 
 
-def open_dataset(run: RunConfig) -> pipeline.DatasetDir:
-    """The run's dataset, built first if it is a named dataset that does not exist yet."""
-    path = ensure_dataset(run.data.dataset, run.data.dir)
+def open_dataset(run: RunConfig, flag: str = "data.dir") -> pipeline.DatasetDir:
+    """The run's dataset, built first if it is a named dataset that does not exist yet (never over a
+    directory that is not a tfpps dataset; ``flag``: how the user gave ``data.dir``, for that message)."""
+    path = ensure_dataset(run.data.dataset, run.data.dir, flag=flag)
     run.data.dir = str(path)
-    return pipeline.DatasetDir(path)
+    data = pipeline.DatasetDir(path)
+    if data.meta.get("counts", {}).get("train", 1) == 0:
+        raise pipeline.DatasetError(f"{path}: no training records (see its stats.json); nothing to train on")
+    return data
+
+
+class _AfterFailedRestore:
+    """Drops TensorFlow's follow-up warnings about the unrestored values of a restore that already failed
+    (and was reported in one line)."""
+
+    NOISE = ("Detecting that an object or model or tf.train.Checkpoint is being deleted with unrestored values",
+             "Value in checkpoint could not be found in the restored object")
+
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).startswith(self.NOISE)
+
+
+def load_best_weights(model, run_dir: Path) -> None:
+    """Load ``run_dir``'s best weights into ``model``; ConfigError (one line) when there are none or when
+    they do not fit the model its ``config.yaml`` describes (e.g. a config edited after training)."""
+    weights = Path(run_dir) / BEST_WEIGHTS
+    if not Path(str(weights) + ".index").exists():
+        raise ConfigError(f"{run_dir}: no trained weights at {weights}")
+    try:
+        model.load_weights(str(weights)).expect_partial()
+        build = getattr(model, "build_for_serving", None)
+        if callable(build):  # lazily created weights are restored (and their shapes checked) as they are built
+            build()
+    except (ValueError, AssertionError, tf.errors.OpError) as exc:
+        import logging
+
+        logging.getLogger("tensorflow").addFilter(_AfterFailedRestore())
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{run_dir}: its weights ({weights}) do not fit the model its config.yaml describes "
+                          f"({detail}); was config.yaml edited after training?") from None
 
 
 def eval_batches(data: pipeline.DatasetDir, split: str, run: RunConfig) -> tf.data.Dataset:
@@ -71,14 +127,87 @@ def build_model(run: RunConfig, data: pipeline.DatasetDir):
     return entry.model_cls(run.model_params, data.info(), run)
 
 
-def evaluate_split(model, data: pipeline.DatasetDir, split: str, run: RunConfig, progress: bool = False) -> dict:
+def sample_positions(total: int, n: int, seed: int) -> np.ndarray | None:
+    """Sorted positions of a fixed sample of ``n`` of ``total`` examples, drawn from ``seed`` alone (None: all)."""
+    if n <= 0 or n >= total:
+        return None
+    rng = np.random.default_rng([int(seed), 0x76616C6964])  # a stream of its own ("valid")
+    return np.sort(rng.choice(total, size=n, replace=False))
+
+
+def count_rows(batches) -> int:
+    """Number of examples (rows of ``target_item``) in an iterable or ``tf.data.Dataset`` of feature dicts."""
+    if isinstance(batches, tf.data.Dataset):
+        rows = batches.map(lambda b: tf.shape(b["target_item"], out_type=tf.int64)[0])
+        return int(rows.reduce(tf.constant(0, tf.int64), lambda total, n: total + n).numpy())
+    return sum(int(tf.shape(b["target_item"])[0]) for b in batches)
+
+
+def _concat_rows(pieces: list[dict]) -> dict:
+    """Row-wise concatenation of feature dicts; features of rank >= 2 are 0-padded to a common width."""
+    if len(pieces) == 1:
+        return pieces[0]
+    out = {}
+    for name in pieces[0]:
+        parts = [p[name] for p in pieces]
+        if parts[0].shape.rank >= 2:
+            width = max(int(p.shape[1]) for p in parts)
+            parts = [tf.pad(p, [[0, 0], [0, width - int(p.shape[1])]] + [[0, 0]] * (p.shape.rank - 2)) for p in parts]
+        out[name] = tf.concat(parts, axis=0)
+    return out
+
+
+class SampledRows:
+    """The examples at ``positions`` (sorted global row indices in iteration order) of ``batches`` (any
+    iterable of feature dicts with a leading row dimension, e.g. a model's own evaluation batches), in
+    batches of ``batch_size`` rows. The order of evaluation batches is deterministic (tf.data's reads are),
+    so the same positions are the same examples every time."""
+
+    def __init__(self, batches, positions: np.ndarray, batch_size: int):
+        self.batches, self.positions, self.batch_size = batches, np.asarray(positions, np.int64), int(batch_size)
+
+    def __len__(self) -> int:
+        return -(-len(self.positions) // self.batch_size)
+
+    def __iter__(self):
+        offset, pending, count = 0, [], 0
+        for features in self.batches:
+            features = {name: tf.convert_to_tensor(v) for name, v in features.items()}
+            rows = int(features["target_item"].shape[0])
+            lo, hi = np.searchsorted(self.positions, [offset, offset + rows])
+            offset += rows
+            if hi > lo:
+                pick = tf.constant(self.positions[lo:hi] - (offset - rows))
+                pending.append({name: tf.gather(v, pick) for name, v in features.items()})
+                count += int(hi - lo)
+            while count >= self.batch_size:
+                full = _concat_rows(pending)
+                yield {name: v[: self.batch_size] for name, v in full.items()}
+                count -= self.batch_size
+                pending = [{name: v[self.batch_size :] for name, v in full.items()}] if count else []
+            if hi == len(self.positions):
+                break
+        if count:
+            yield _concat_rows(pending)
+
+
+def evaluate_split(model, data: pipeline.DatasetDir, split: str, run: RunConfig, progress: bool = False,
+                   sample: int = 0) -> dict:
     """Full-ranking metrics of ``model`` on ``split``. A model with its own ``eval_dataset(data, split, run)``
     (e.g. HRNN, which streams each user's earlier sessions first) builds its evaluation batches
-    itself; ``None`` from it means the standard ones (next-item, or next-basket on basket data)."""
+    itself; ``None`` from it means the standard ones (next-item, or next-basket on basket data).
+
+    ``sample > 0``: only a fixed sample of that many examples (drawn from ``train.seed`` and the number of
+    examples, counted once per process), the same ones at every call (``eval.valid_sample``)."""
     own = getattr(model, "eval_dataset", None)
     batches = own(data, split, run) if callable(own) else None
     if batches is None:
         batches = eval_batches(data, split, run)
+    if sample > 0:
+        total = pipeline.cached(data, ("eval_rows", split, type(model).__name__, run.data.max_len), lambda: count_rows(batches))
+        positions = sample_positions(total, sample, run.train.seed)
+        if positions is not None:
+            batches = SampledRows(batches, positions, run.eval.batch_size)
     return evaluator.evaluate(
         model.score_items,
         batches,
@@ -175,8 +304,9 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         if self.chief:
             if self.has_valid:
                 t0 = time.time()
-                metrics = evaluate_split(self.model, self.data, "valid", self.run)
+                metrics = evaluate_split(self.model, self.data, "valid", self.run, sample=self.run.eval.valid_sample)
                 row["eval_seconds"] = round(time.time() - t0, 3)
+                row["val_examples"] = int(metrics.get("num_examples", 0))
                 value = metrics.get(self.metric)
                 if value is None:
                     raise ValueError(f"validation metric {self.metric!r} not computed; have {sorted(metrics)}")
@@ -216,6 +346,9 @@ class _EpochRecorder(tf.keras.callbacks.Callback):
         seconds = time.time() - getattr(self, "_epoch_start", time.time())
         v = self.validation
         v.state["pending"] = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))), "train_seconds": round(seconds, 3)}
+        iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+        if iterations is not None:  # training steps so far (the backup restores them): train.steps_per_epoch shows here
+            v.state["pending"]["optimizer_steps"] = int(iterations.numpy())
         v._save_state()
 
 
@@ -226,6 +359,8 @@ def total_training_steps(run: RunConfig, data: pipeline.DatasetDir) -> int | Non
         return None
     per_epoch = getattr(registry.get(run.model).model_cls, "steps_per_epoch", None)
     steps = per_epoch(run.model_params, data, run) if per_epoch else math.ceil(data.count("train") / run.train.batch_size)
+    if run.train.steps_per_epoch:
+        steps = min(int(steps), run.train.steps_per_epoch)
     return int(steps) * run.train.epochs
 
 
@@ -233,12 +368,122 @@ def save_run_config(run: RunConfig, run_dir: Path) -> None:
     (run_dir / "config.yaml").write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
 
 
-def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None) -> dict:
+def run_dir_of(run: RunConfig) -> Path:
+    """The run's directory, absolute: ``train.run_dir``, or ``runs/<model>-<dataset>``."""
+    return resolve_path(str(Path(run.train.run_dir) if run.train.run_dir else default_run_dir(run)))
+
+
+# config keys that do not change what a run computes: a re-run may change them
+# (train.max_minutes: a time-limited run continues with any budget; its epochs are the same)
+IGNORED_CONFIG_KEYS = ("train.verbose", "train.run_dir", "train.max_minutes")
+
+
+def _flat(tree: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(saved: Mapping, run: RunConfig) -> list[str]:
+    """How the run dir's saved ``config.yaml`` (a mapping) differs from ``run`` (empty: the same run).
+
+    ``run``'s ``data.dir`` is compared as the trainer will save it (absolute; the dataset's own
+    directory when empty); the keys in :data:`IGNORED_CONFIG_KEYS` are not compared."""
+    try:
+        there = run_config_from_dict(saved).to_dict()
+    except (ConfigError, TypeError, AttributeError) as exc:
+        return [f"its config.yaml does not load ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"]
+    here = run.to_dict()
+    here["data"] = {**here["data"], "dir": str(target_dir(run.data.dataset, run.data.dir))}
+    there, here = (_flat(yaml.safe_load(yaml.safe_dump(d, sort_keys=False))) for d in (there, here))
+    return [
+        f"{key}: {there.get(key)!r} there, {here.get(key)!r} now"
+        for key in sorted(set(there) | set(here))
+        if key not in IGNORED_CONFIG_KEYS and there.get(key) != here.get(key)
+    ]
+
+
+def check_run_dir(run: RunConfig, run_dir: Path, fresh: bool, strict: bool, flag: str = "train.run_dir") -> dict | None:
+    """Decide what to do with an existing run directory, before anything is written; returns the saved
+    result (``metrics.json``) of a complete run that ``strict`` mode does not train again, else None.
+
+    Raises :class:`tfpps.ownership.NotOurs` (one line) for a path that is a file, or that ``--fresh``
+    would delete (or ``strict`` mode would write into) while it is not a tfpps run; ``ConfigError``
+    in ``strict`` mode for a run dir holding a run with another config."""
+    exists = os.path.lexists(run_dir)
+    if fresh or strict or (exists and not run_dir.is_dir()):
+        ownership.check_replaceable(run_dir, ownership.RUN, flag)
+    if not strict or fresh or not (run_dir / "config.yaml").exists():
+        return None
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except yaml.YAMLError as exc:
+        saved = None
+        diffs = [f"its config.yaml is not valid YAML ({str(exc).splitlines()[0]})"]
+    if saved is not None:
+        diffs = config_differences(saved if isinstance(saved, Mapping) else {}, run)
+    if diffs:
+        more = f" and {len(diffs) - 1} more difference{'s' if len(diffs) > 2 else ''}" if len(diffs) > 1 else ""
+        raise ConfigError(f"{flag}={run_dir}: holds a run with another config ({diffs[0]}{more}); "
+                          f"pass --fresh to train it over, or choose another --run_dir")
+    try:
+        result = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):  # not finished (or cut off while writing its metrics): train / resume it
+        return None
+    if isinstance(result, dict) and result.get("time_limited"):  # stopped by train.max_minutes: continue it
+        return None
+    return result if isinstance(result, dict) and "metrics" in result else None
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """Empty a tfpps run dir for ``--fresh`` (its metrics first, so it never looks complete half-cleared;
+    its marker last). The directory itself stays (it may be a symbolic link or a mount point)."""
+    if not run_dir.is_dir():
+        return
+    children = sorted(run_dir.iterdir(), key=lambda p: (p.name != "metrics.json", p.name == ownership.MARKER))
+    for child in children:
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def report_complete(result: dict, run_dir: Path) -> None:
+    """Say that ``run_dir`` is a complete run, and print its test metrics."""
+    epochs, best = result.get("epochs_run"), result.get("best_epoch")
+    done = ", ".join(x for x in (f"{epochs} epoch{'s' if epochs != 1 else ''}" if epochs else "",
+                                 f"best epoch {best}" if best is not None else "") if x)
+    print(f"tfpps.train: {run_dir} is a complete run of this config{f' ({done})' if done else ''}; not training it "
+          f"again (--fresh trains it over). Its test metrics, from metrics.json:", flush=True)
+    title = f"{result.get('model', '?')} on {result.get('dataset', '?')} (test" + (f", best epoch {best})" if best is not None else ")")
+    print(evaluator.format_table(result["metrics"], title=title), flush=True)
+
+
+def _tag_interrupt(exc: KeyboardInterrupt, where: str) -> None:
+    """Note where training was when Ctrl-C arrived (``tfpps.train`` reports it), unless already noted."""
+    if not hasattr(exc, "tfpps_where"):
+        exc.tfpps_where = where
+
+
+def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, strict: bool = False,
+          flags: Mapping[str, str] | None = None) -> dict:
     """Train ``run`` end to end; returns the test metrics (also in ``<run_dir>/metrics.json``).
 
     ``init_weights``: a weights checkpoint (e.g. another run's ``weights/best``) to start from instead of
     the initialisation; Hyperband sweeps continue a trial this way. A backup in the run dir still wins.
+
+    ``fresh``: empty the run dir first (only a tfpps run dir: :mod:`tfpps.ownership`). ``strict`` (the
+    command line): refuse a run dir that is not a tfpps run or holds another config, and do not train a
+    complete run again (its saved result is returned, with ``"complete": True``). ``flags``: how the user
+    spelled ``train.run_dir`` / ``data.dir`` (e.g. ``--run_dir``), for the one-line errors.
+
+    A KeyboardInterrupt leaves with attribute ``tfpps_where`` (e.g. ``"at epoch 3"``).
     """
+    flags = dict(flags or {})
     distribute.check_supported(run)
     strategy = distribute.make_strategy(run.train.strategy)  # first: multi-worker collectives are set up at startup
     sync = distribute.Sync(strategy)
@@ -246,16 +491,25 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None) 
         tf.config.experimental.enable_op_determinism()
     tf.keras.utils.set_random_seed(run.train.seed)
     chief = sync.chief  # only the chief writes the run dir (tfpps.training.distribute)
-    if chief:
-        data = open_dataset(run)
-    run_dir = Path(run.train.run_dir) if run.train.run_dir else default_run_dir(run)
-    run_dir = resolve_path(str(run_dir))
+    run_dir = run_dir_of(run)
+    complete = None
+    if chief:  # nothing is built, deleted or written before the run dir passed its checks
+        complete = check_run_dir(run, run_dir, fresh, strict, flags.get("train.run_dir", "train.run_dir"))
+    if sync.from_chief([float(complete is not None)])[0]:  # every worker learns that the run is complete
+        if chief:
+            report_complete(complete, run_dir)
+            return {**complete, "complete": True}
+        return {"model": run.model, "dataset": run.data.dataset, "chief": False, "complete": True, "run_dir": str(run_dir)}
     run.train.run_dir = str(run_dir)
     if chief:
-        if fresh and run_dir.exists():
-            import shutil
-
-            shutil.rmtree(run_dir)
+        try:
+            data = open_dataset(run, flag=flags.get("data.dir", "data.dir"))
+        except KeyboardInterrupt as exc:
+            _tag_interrupt(exc, "while preparing the dataset")
+            raise
+        if fresh:
+            clear_run_dir(run_dir)
+        ownership.mark(run_dir, ownership.RUN)  # first: from now on the directory is recognisably tfpps's
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
         save_run_config(run, run_dir)
     sync.barrier()  # the chief has built a missing dataset and cleared a --fresh run dir before the others look
@@ -277,7 +531,11 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None) 
         model = build_model(run, data)
     start = time.time()
     if entry.family == registry.NONNEURAL:
-        model.fit_data(data)  # no weights to save: tfpps.evaluate refits non-neural models
+        try:
+            model.fit_data(data)  # no weights to save: tfpps.evaluate refits non-neural models
+        except KeyboardInterrupt as exc:
+            _tag_interrupt(exc, "at epoch 1")
+            raise
         history = {"history": [{"epoch": 1, "train_seconds": round(time.time() - start, 3)}]}
     else:
         with strategy.scope():
@@ -292,9 +550,14 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None) 
     train_seconds = time.time() - start
 
     t0 = time.time()
-    metrics = evaluate_split(model, data, "test", run, progress=bool(run.train.verbose))
+    try:
+        metrics = evaluate_split(model, data, "test", run, progress=bool(run.train.verbose))
+    except KeyboardInterrupt as exc:
+        _tag_interrupt(exc, "during the test evaluation")
+        raise
     eval_seconds = time.time() - t0
     epochs = [h for h in history.get("history", []) if "train_seconds" in h]
+    time_limited = bool(history.get("time_limited"))
     result = {
         "model": run.model,
         "dataset": run.data.dataset,
@@ -307,6 +570,8 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None) 
         "test_eval_seconds": round(eval_seconds, 3),
         "run_dir": str(run_dir),
     }
+    if time_limited:  # train.max_minutes ended training early: the same command continues it
+        result.update(time_limited=True, epochs_planned=run.train.epochs)
     if data.kind == "search":  # per-query results as TREC run + qrels files (the HEM evaluation format)
         from tfpps.evaluation.trec import write_trec_files
 
@@ -316,7 +581,8 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None) 
                                        run_dir / "test", model_name=run.model)
         result["trec_run"] = str(run_file)
     evaluator.write_metrics(run_dir / "metrics.json", result)
-    print(evaluator.format_table(metrics, title=f"{run.model} on {run.data.dataset} (test, best epoch {result['best_epoch']})"))
+    limited = f", time-limited after epoch {len(epochs)} of {run.train.epochs}" if time_limited else ""
+    print(evaluator.format_table(metrics, title=f"{run.model} on {run.data.dataset} (test, best epoch {result['best_epoch']}{limited})"))
     sync.barrier()  # in a multi-worker run the other workers wait for the test evaluation
     return result
 
@@ -351,21 +617,41 @@ def fit_epochs(model, run: RunConfig, data: pipeline.DatasetDir, strategy, sync,
     validation.reconcile(first, backup_dir if run.train.resume else None)
     shared = resume.EpochCallbacks(callbacks)
     make = entry.model_cls.make_train_dataset
+    cap = run.train.steps_per_epoch  # 0: whole epochs
+    deadline = time.time() + 60.0 * run.train.max_minutes if run.train.max_minutes > 0 else None
+    time_limited = False
     for epoch in range(first, run.train.epochs):
         if validation.stopped:
             break
+        if deadline is not None and epoch > first:  # every worker asks: the chief's clock decides
+            if sync.from_chief([float(time.time() >= deadline)])[0]:
+                time_limited = True
+                if sync.chief:
+                    print(f"tfpps.train: train.max_minutes={run.train.max_minutes:g} reached after epoch {epoch} of "
+                          f"{run.train.epochs}; testing the best weights. The same command continues from epoch "
+                          f"{epoch + 1} (the backup is kept).", flush=True)
+                break
         seed = resume.epoch_seed(run.train.seed, epoch)
         if run.train.strategy == distribute.DEFAULT:
             train_ds, steps = make(run.model_params, data, run, epoch_seed=seed), None
+            if cap:  # the epoch's first `cap` batches of its (seed, epoch) order: resumes exactly
+                train_ds = train_ds.take(cap)
         else:
             distribute.check_shards(len(data.files("train")), strategy)
             train_ds, steps = distribute.distribute_input(
-                strategy, lambda ctx: make(run.model_params, data, run, epoch_seed=seed, input_context=ctx), run.model
+                strategy, lambda ctx, seed=seed: make(run.model_params, data, run, epoch_seed=seed, input_context=ctx), run.model
             )
-        model.fit(train_ds, initial_epoch=epoch, epochs=run.train.epochs, steps_per_epoch=steps,
-                  callbacks=[shared, *per_fit], verbose=run.train.verbose)
-    if not shared.finish() and run.train.resume and sync.chief and (backup_dir / "chief").exists():
-        import shutil  # nothing was left to train (killed after the last epoch or early stop): drop the backup as fit would
-
+            if cap:
+                steps = min(steps, cap)
+        try:
+            model.fit(train_ds, initial_epoch=epoch, epochs=run.train.epochs, steps_per_epoch=steps,
+                      callbacks=[shared, *per_fit], verbose=run.train.verbose)
+        except KeyboardInterrupt as exc:  # the backup holds the last finished epoch: the same command resumes
+            _tag_interrupt(exc, f"at epoch {epoch + 1}")
+            raise
+    # a time-limited run keeps its backup (BackupAndRestore deletes it at the end of training)
+    keep = (tf.keras.callbacks.BackupAndRestore,) if time_limited else ()
+    if not shared.finish(keep=keep) and not time_limited and run.train.resume and sync.chief and (backup_dir / "chief").exists():
+        # nothing was left to train (killed after the last epoch or early stop): drop the backup as fit would
         shutil.rmtree(backup_dir / "chief", ignore_errors=True)
-    return validation.state
+    return {**validation.state, "time_limited": time_limited}
