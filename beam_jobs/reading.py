@@ -122,12 +122,10 @@ _COMPRESSION_NAMES = {
 }
 
 
-class _Zlib:
-    """``zlib.decompressobj`` with the ``needs_input`` interface of the bz2 / lzma decompressors."""
+class _Wrapped:
+    """A decompressor object ``_d`` seen through the ``eof`` / ``unused_data`` interface of bz2 / lzma's."""
 
-    def __init__(self, wbits: int):
-        self._d = zlib.decompressobj(wbits)
-        self._full = False
+    _d: object
 
     @property
     def eof(self) -> bool:
@@ -136,6 +134,14 @@ class _Zlib:
     @property
     def unused_data(self) -> bytes:
         return self._d.unused_data
+
+
+class _Zlib(_Wrapped):
+    """``zlib.decompressobj`` with the ``needs_input`` interface of the bz2 / lzma decompressors."""
+
+    def __init__(self, wbits: int):
+        self._d = zlib.decompressobj(wbits)
+        self._full = False
 
     @property
     def needs_input(self) -> bool:
@@ -147,21 +153,13 @@ class _Zlib:
         return out
 
 
-class _Zstd:
+class _Zstd(_Wrapped):
     def __init__(self):
         import zstandard
 
         # the window limit Beam uses too (large windows need as much memory)
         self._d = zstandard.ZstdDecompressor(max_window_size=2**31).decompressobj()
         self.needs_input = True
-
-    @property
-    def eof(self) -> bool:
-        return self._d.eof
-
-    @property
-    def unused_data(self) -> bytes:
-        return self._d.unused_data
 
     def decompress(self, data: bytes, max_length: int) -> bytes:
         return self._d.decompress(data)

@@ -393,3 +393,17 @@ def read_parquet_events(path: str, columns: list[str] | None = None) -> tf.data.
         ) from None
     # tfio names columns with bytes keys; give them the str names the rest of tfpps uses
     return ds.map(lambda row: {(k.decode() if isinstance(k, bytes) else k): v for k, v in row.items()})
+
+
+def concat_rows(pieces: list[dict]) -> dict:
+    """Row-wise concatenation of feature dicts; features of rank >= 2 are 0-padded to a common width."""
+    if len(pieces) == 1:
+        return pieces[0]
+    out = {}
+    for name in pieces[0]:
+        parts = [p[name] for p in pieces]
+        if parts[0].shape.rank >= 2:
+            width = max(int(p.shape[1]) for p in parts)
+            parts = [tf.pad(p, [[0, 0], [0, width - int(p.shape[1])]] + [[0, 0]] * (p.shape.rank - 2)) for p in parts]
+        out[name] = tf.concat(parts, axis=0)
+    return out

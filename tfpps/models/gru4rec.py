@@ -125,7 +125,7 @@ import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, probability
 from tfpps.data import session_parallel
-from tfpps.data.pipeline import finish, prefix_examples
+from tfpps.data.pipeline import concat_rows, finish, prefix_examples
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.reset_after_gru import ResetAfterGRUCell
 from tfpps.layers.samplers import PopularitySampler
@@ -596,23 +596,9 @@ class StreamedEvalBatches:
             pending.append(piece)
             count += int(targets.shape[0])
             while count >= self.batch_size:
-                full = _concat_rows(pending)
+                full = concat_rows(pending)
                 yield {name: v[: self.batch_size] for name, v in full.items()}
                 count -= self.batch_size
                 pending = [{name: v[self.batch_size :] for name, v in full.items()}] if count else []
         if count:
-            yield _concat_rows(pending)
-
-
-def _concat_rows(pieces: list[dict]) -> dict:
-    """Row-wise concatenation of feature dicts; ``seen_items`` are 0-padded (PAD) to a common width."""
-    if len(pieces) == 1:
-        return pieces[0]
-    out = {}
-    for name in pieces[0]:
-        parts = [p[name] for p in pieces]
-        if name == "seen_items":
-            width = max(int(p.shape[1]) for p in parts)
-            parts = [tf.pad(p, [[0, 0], [0, width - int(p.shape[1])]]) for p in parts]
-        out[name] = tf.concat(parts, axis=0)
-    return out
+            yield concat_rows(pending)

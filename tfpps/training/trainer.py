@@ -143,20 +143,6 @@ def count_rows(batches) -> int:
     return sum(int(tf.shape(b["target_item"])[0]) for b in batches)
 
 
-def _concat_rows(pieces: list[dict]) -> dict:
-    """Row-wise concatenation of feature dicts; features of rank >= 2 are 0-padded to a common width."""
-    if len(pieces) == 1:
-        return pieces[0]
-    out = {}
-    for name in pieces[0]:
-        parts = [p[name] for p in pieces]
-        if parts[0].shape.rank >= 2:
-            width = max(int(p.shape[1]) for p in parts)
-            parts = [tf.pad(p, [[0, 0], [0, width - int(p.shape[1])]] + [[0, 0]] * (p.shape.rank - 2)) for p in parts]
-        out[name] = tf.concat(parts, axis=0)
-    return out
-
-
 class SampledRows:
     """The examples at ``positions`` (sorted global row indices in iteration order) of ``batches`` (any
     iterable of feature dicts with a leading row dimension, e.g. a model's own evaluation batches), in
@@ -181,14 +167,14 @@ class SampledRows:
                 pending.append({name: tf.gather(v, pick) for name, v in features.items()})
                 count += int(hi - lo)
             while count >= self.batch_size:
-                full = _concat_rows(pending)
+                full = pipeline.concat_rows(pending)
                 yield {name: v[: self.batch_size] for name, v in full.items()}
                 count -= self.batch_size
                 pending = [{name: v[self.batch_size :] for name, v in full.items()}] if count else []
             if hi == len(self.positions):
                 break
         if count:
-            yield _concat_rows(pending)
+            yield pipeline.concat_rows(pending)
 
 
 def evaluate_split(model, data: pipeline.DatasetDir, split: str, run: RunConfig, progress: bool = False,
