@@ -23,6 +23,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from tfpps.errors import ConfigError  # noqa: F401  (re-exported: callers import it from tfpps.config)
+
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 _IN_CHECKOUT = (_SOURCE_ROOT / "setup.py").exists() and (_SOURCE_ROOT / "configs").is_dir()
 # Relative paths (data_out/, runs/) resolve against the checkout, or the working directory when installed.
@@ -33,8 +35,6 @@ CONFIG_DIR = Path(
 )
 
 
-class ConfigError(ValueError):
-    """A bad config key or value; the message is one line meant for the user."""
 
 
 # --------------------------------------------------------------------------- sections

@@ -10,7 +10,7 @@ import dataclasses
 import importlib
 from typing import Any, Callable
 
-from tfpps.config import ConfigError
+from tfpps.errors import ConfigError
 
 # Families tell the trainer which examples a model consumes.
 SEQUENTIAL = "sequential"  # next-item prediction from an item history (data kind "sequential")

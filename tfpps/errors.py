@@ -1,0 +1,10 @@
+"""The error types every layer of tfpps raises for its users: each message is one line.
+
+They live here, below everything else, so that modules which raise them (the config, the model
+registry) need not import each other.
+"""
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message is one line meant for the user."""
