@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import tfpps
+from tfpps.errors import first_line
 from tfpps.config import ConfigError  # no TensorFlow import before the flags are checked
 
 PROG = "tfpps.recommend"
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"model {rec.model_name!r} is a product-search model: pass --query=\"...\"")
         result = rec.recommend([Request(args.user, history, args.query or "" if takes_query else "")], args.k)[0]
     except (ConfigError, FileNotFoundError, ImportError, ValueError) as exc:  # DatasetError is a ValueError
-        print(f"{PROG}: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"{PROG}: error: {first_line(exc)}", file=sys.stderr)
         return 2
     from tfpps.serving.item_meta import read_item_meta
 

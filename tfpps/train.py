@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import tfpps
+from tfpps.errors import first_line
 from tfpps import registry
 from tfpps.config import ConfigError, RunConfig, build_run_config, load_yaml, parse_override_flags, parse_set_args, resolve_key
 
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not isinstance(exc, NotOurs) and type(exc).__name__ not in ("JobError", "SourceError", "DatasetError"):
             raise
-        print(f"{PROG}: error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        print(f"{PROG}: error: {first_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"{PROG}: error: {os_error_line(exc, dirs)}", file=sys.stderr)

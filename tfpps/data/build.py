@@ -13,6 +13,7 @@ import argparse
 import sys
 
 import tfpps
+from tfpps.errors import first_line
 from tfpps.config import ConfigError
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = ensure_dataset(args.dataset, beam_args=beam_args, rebuild=args.rebuild)
     except (ConfigError, ValueError) as exc:  # ownership.NotOurs and the Beam job's errors are ValueErrors
-        print(f"tfpps.data.build: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        print(f"tfpps.data.build: error: {first_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"tfpps.data.build: error: {os_error_line(exc)}", file=sys.stderr)

@@ -50,6 +50,7 @@ import yaml
 import tfpps  # noqa: F401
 import tensorflow as tf
 
+from tfpps.errors import first_line
 from tfpps import ownership, registry
 from tfpps.config import REPO_ROOT, ConfigError, RunConfig, run_config_from_dict
 from tfpps.data import pipeline
@@ -102,7 +103,7 @@ def load_best_weights(model, run_dir: Path) -> None:
         import logging
 
         logging.getLogger("tensorflow").addFilter(_AfterFailedRestore())
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc)
         raise ConfigError(f"{run_dir}: its weights ({weights}) do not fit the model its config.yaml describes "
                           f"({detail}); was config.yaml edited after training?") from None
 
@@ -382,7 +383,7 @@ def config_differences(saved: Mapping, run: RunConfig) -> list[str]:
     try:
         there = run_config_from_dict(saved).to_dict()
     except (ConfigError, TypeError, AttributeError) as exc:
-        return [f"its config.yaml does not load ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"]
+        return [f"its config.yaml does not load ({first_line(exc)})"]
     here = run.to_dict()
     here["data"] = {**here["data"], "dir": str(target_dir(run.data.dataset, run.data.dir))}
     there, here = (_flat(yaml.safe_load(yaml.safe_dump(d, sort_keys=False))) for d in (there, here))
