@@ -119,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kcore_iterations", type=int, default=5, help="rounds of the iterative k-core filter")
     p.add_argument("--session_gap_minutes", type=float, default=30.0, help="inactivity gap that starts a session")
     p.add_argument("--min_session_length", type=int, default=1, help="drop sessions shorter than this")
-    p.add_argument("--test_days", type=float, default=1.0, help="--split=time: last N days are test")
+    p.add_argument("--filter_order", default="kcore_first", choices=["kcore_first", "sessions_first"],
+                   help="kcore_first: --min_session_length applies to the sessions left after the k-core; "
+                   "sessions_first: also to the sessions before it, so their events never count towards the k-core "
+                   "(SR-GNN: length-1 sessions go before item supports are counted)")
+    p.add_argument("--test_days", type=float, default=1.0, help="--split=time: last N days are test; --split=days: "
+                   "sessions dated after the last date - N are test (whole days)")
     p.add_argument("--valid_days", type=float, default=None, help="--split=time: N days before test are valid "
                    "(default 0: no validation); --split=given without --valid_input: the last N training days are "
                    "valid (default 1.0)")
@@ -206,6 +211,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         raise JobError(str(exc)) from None
     if args.kind != "sequential" and args.split != "loo":
         raise JobError(f"--split={args.split} applies to --kind=sequential; {args.kind} examples have their own split (see --help)")
+    if args.kind != "sequential" and args.filter_order != "kcore_first":
+        raise JobError(f"--filter_order={args.filter_order} applies to --kind=sequential (sessions)")
+    if args.split == "days":
+        for name in ("test_days", "valid_days"):
+            value = getattr(args, name)
+            if value is not None and (value != int(value) or value < (1 if name == "test_days" else 0)):
+                raise JobError(f"--{name}={value}: --split=days counts whole days (an integer >= "
+                               f"{1 if name == 'test_days' else 0})")
     given_inputs = any((args.train_input, args.valid_input, args.test_input))
     if args.split == "given":
         if given_inputs and args.input:
@@ -480,6 +493,8 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         events = events | "Dedup" >> cleaning.DropDuplicates(checks=dedup_checks)
         stats.extend(dedup_checks)
         stats.append(counted(events, "after_dedup"))
+    if args.filter_order == "sessions_first" and args.min_session_length > 1:
+        events = events | "SessionsFirst" >> SessionsFirst(opts, stats)
     if args.min_user_interactions > 1 or args.min_item_interactions > 1:
         checks = []  # kept events == sum of the kept keys' counts, per filter; verified in run()
         events, rounds = events | "KCore" >> cleaning.KCore(
@@ -500,8 +515,16 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
     if args.kind == "search":  # a search dataset needs queries: run() names why there are none
         stats.append(counted(events | "WithQuery" >> beam.Filter(examples.event_queries), "events_with_query"))
 
+    grouped = None
     max_ts = None
-    if args.split == "time":
+    if args.split == "days":  # the latest date of a session that passes every filter (SR-GNN's maxdate)
+        grouped = events | "KeyByUser" >> beam.Map(lambda e: (e["user_id"], e)) | "GroupByUser" >> beam.GroupByKey()
+        max_ts = beam.pvalue.AsSingleton(
+            grouped
+            | "KeptSessionDays" >> beam.FlatMap(lambda kv, o=opts: timelines.kept_session_days(kv[1], o))
+            | "LastDay" >> beam.CombineGlobally(lambda days: max(days, default=0))
+        )
+    elif args.split == "time":
         max_ts = beam.pvalue.AsSingleton(
             events | "Times" >> beam.Map(lambda e: e["timestamp"]) | "MaxTime" >> beam.CombineGlobally(max)
         )
@@ -517,7 +540,8 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         stats.append(counted(held_out, "test_only_queries"))
         test_queries = beam.pvalue.AsSingleton(held_out | "QuerySet" >> beam.combiners.ToSet())
     stats.append(counted(events, f"{cleaning.CHECK_PREFIX}group_by_user:expected"))  # == the events _PerUserFn gets
-    grouped = events | "KeyByUser" >> beam.Map(lambda e: (e["user_id"], e)) | "GroupByUser" >> beam.GroupByKey()
+    if grouped is None:
+        grouped = events | "KeyByUser" >> beam.Map(lambda e: (e["user_id"], e)) | "GroupByUser" >> beam.GroupByKey()
     timeline = grouped | "PerUser" >> beam.ParDo(
         _PerUserFn(args.kind, opts, ex_opts), max_timestamp=max_ts if max_ts is not None else 0, test_queries=test_queries
     ).with_outputs("counts", main="records")
@@ -526,9 +550,10 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
 
     # vocabularies, counted on training records (the support used for popularity sampling)
     drop_unseen = args.kind == "sequential" and args.split in timelines.SESSION_SPLITS
-    # --split=given: the item vocabulary is the training INPUT (also the sessions carved off for validation, with
-    # count 0), so carving never turns a test item into an "unseen" one; valid / test input items are not counted
-    given = args.kind == "sequential" and args.split == "given"
+    # --split=given / days: the item vocabulary is the training INPUT / part (also the sessions carved off for
+    # validation, with count 0), so carving never turns a test item into an "unseen" one; valid / test input items
+    # are not counted
+    given = args.kind == "sequential" and args.split in ("given", "days")
     keep_zero = not drop_unseen or given
     vocabs = {
         "items": records | "ItemOccurrences" >> beam.FlatMap(
@@ -597,6 +622,38 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         | "StatsJson" >> beam.Map(lambda kv: json.dumps({"key": kv[0], "value": kv[1]}))
         | "WriteStats" >> beam.io.WriteToText(f"{tmp_out}/{STATS_TMP}", file_name_suffix=".jsonl", num_shards=1, shard_name_template="")
     )
+
+
+class SessionsFirst(beam.PTransform):
+    """``--filter_order=sessions_first``: drop the sessions shorter than ``--min_session_length`` before the
+    k-core counts (per user: :func:`timelines.long_sessions`). ``stats`` gets the hand-over check (events
+    sent == events the per-user grouping delivered), ``sessions_removed_before_kcore`` and ``after_sessions_first``."""
+
+    def __init__(self, opts: timelines.TimelineOptions, stats: list):
+        super().__init__()
+        self.opts, self.stats = opts, stats
+
+    def expand(self, events):
+        opts = self.opts
+
+        def keep(kv):
+            evs = list(kv[1])
+            yield beam.pvalue.TaggedOutput("counts", (f"{cleaning.CHECK_PREFIX}sessions_first:kept", len(evs)))
+            kept, removed = timelines.long_sessions(evs, opts)
+            if removed:
+                yield beam.pvalue.TaggedOutput("counts", ("sessions_removed_before_kcore", removed))
+            yield from kept
+
+        self.stats.append(counted(events, f"{cleaning.CHECK_PREFIX}sessions_first:expected"))
+        out = (
+            events
+            | "KeyByUser" >> beam.Map(lambda e: (e["user_id"], e))
+            | "GroupByUser" >> beam.GroupByKey()
+            | "LongSessions" >> beam.FlatMap(keep).with_outputs("counts", main="events")
+        )
+        self.stats.append(out.counts | "Counts" >> beam.CombinePerKey(sum))
+        self.stats.append(counted(out.events, "after_sessions_first"))
+        return out.events
 
 
 def given_item_occurrences(split: str, rec: dict) -> list[tuple[str, int]]:
@@ -1076,7 +1133,8 @@ def empty_dataset_reason(stats: dict, args: argparse.Namespace, files: list[str]
                 + (f"; top reasons: {reasons}" if reasons else "") + "); nothing written")
     kcore = f"k-core round {{}} (--min_user_interactions={args.min_user_interactions} --min_item_interactions={args.min_item_interactions})"
     stages = [("after_rating_filter", f"--min_rating={args.min_rating}"), ("after_event_type_filter", f"--event_types={args.event_types}"),
-              ("after_dedup", "de-duplication")]
+              ("after_dedup", "de-duplication"),
+              ("after_sessions_first", f"--filter_order=sessions_first (--min_session_length={args.min_session_length})")]
     stages += sorted(((k, kcore.format(k.rsplit("_", 1)[1])) for k in stats if re.fullmatch(r"after_kcore_round_\d+", k)),
                      key=lambda kv: int(kv[0].rsplit("_", 1)[1]))
     before = f"{parsed} events parsed"
@@ -1143,10 +1201,10 @@ def resolve_valid_days(args: argparse.Namespace) -> None:
         if args.valid_days == 0:
             print("note: no --valid_input and --valid_days=0: the validation split is empty and early stopping is off",
                   file=sys.stderr)
-    elif args.split == "time" and args.valid_days is None:
+    elif args.split in ("time", "days") and args.valid_days is None:
         args.valid_days = 0.0
-        print("note: --split=time without --valid_days: the validation split is empty and early stopping is off "
-              "(pass --valid_days=N to hold out the N days before the test days)", file=sys.stderr)
+        print(f"note: --split={args.split} without --valid_days: the validation split is empty and early stopping is "
+              "off (pass --valid_days=N to hold out the N days before the test days)", file=sys.stderr)
     elif args.valid_days is None:
         args.valid_days = 0.0
 
@@ -1204,6 +1262,11 @@ def run(argv: list[str]) -> dict:
             if args.split == "given" and args.carve_valid_days > 0:
                 print(f"note: no --valid_input; validation = the last {args.carve_valid_days} day(s) of the training "
                       f"input ({raw_stats.get('valid_sessions_carved', 0)} sessions)", file=sys.stderr)
+            if args.split == "days":
+                print(f"note: --split=days: {raw_stats.get('cut_day_sessions_dropped', 0)} sessions of the cut day "
+                      f"dropped; validation = the {int(args.valid_days)} day(s) before it "
+                      f"({raw_stats.get('valid_sessions_carved', 0)} sessions, items kept in the vocabulary)",
+                      file=sys.stderr)
         except (JobError, SourceError, ownership.NotOurs):
             raise
         except Exception as exc:  # the disk refused a write (full, quota, read-only): one line, not a traceback

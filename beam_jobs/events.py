@@ -34,6 +34,7 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "EpochSeconds",
     "Event",
+    "ExactSeconds",
     "ItemMeta",
     "MAX_EVENT_TYPE_CHARS",
     "MAX_ID_CHARS",
@@ -131,7 +132,10 @@ def log_position(event: Mapping[str, Any]) -> tuple[int, int]:
 class Event:
     """One user-item interaction in canonical form.
 
-    ``timestamp`` is integer epoch seconds (fractional seconds truncated).
+    ``timestamp`` is integer epoch seconds (fractional seconds truncated), except where the adapter
+    computed an exact fraction itself (:class:`ExactSeconds`: DIGINETICA's millisecond ``timeframe``):
+    that float is kept, so ordering and exact de-duplication see the milliseconds. Written examples
+    hold whole seconds either way.
     Adapters may construct an Event with a raw timestamp (str / float / ISO-8601
     / datetime) and raw ids (int); :func:`validate_event` normalises them.
     """
@@ -212,6 +216,18 @@ class EpochSeconds(int):
     value stays a ``future_timestamp`` instead of being read as milliseconds."""
 
 
+class ExactSeconds(float):
+    """Epoch seconds with a fraction an adapter computed exactly (DIGINETICA: ``eventdate`` +
+    ``timeframe`` milliseconds): :func:`parse_timestamp` returns it as a float, neither rescaled by
+    magnitude nor truncated, so that two clicks a millisecond apart keep their order and are not
+    exact duplicates. Build it with :meth:`from_millis` (one correctly rounded division: distinct
+    milliseconds stay distinct and ordered)."""
+
+    @classmethod
+    def from_millis(cls, millis: int) -> "ExactSeconds":
+        return cls(millis / 1000)
+
+
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
@@ -259,8 +275,9 @@ def _iso_to_epoch(text: str) -> int | None:
     return calendar.timegm(dt.timetuple()) - offset
 
 
-def parse_timestamp(value: Any) -> int:
-    """Convert a raw timestamp to integer epoch seconds, or raise :class:`BadRow`.
+def parse_timestamp(value: Any) -> int | float:
+    """Convert a raw timestamp to integer epoch seconds, or raise :class:`BadRow`
+    (an :class:`ExactSeconds` comes back as a float, its fraction kept).
 
     Accepts ints, floats, numeric strings (seconds, or ms / us / ns by magnitude,
     see :func:`_scale_epoch`), ISO-8601 strings (``2014-04-07T10:51:09.277Z``,
@@ -284,6 +301,8 @@ def parse_timestamp(value: Any) -> int:
         return calendar.timegm(value.timetuple())
     if isinstance(value, EpochSeconds):
         return int(value)
+    if isinstance(value, ExactSeconds):
+        return float(value)
     if isinstance(value, numbers.Integral):
         v = int(value)
         return v if v < 0 else _scale_epoch(v)

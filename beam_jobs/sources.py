@@ -63,6 +63,7 @@ from beam_jobs.events import (
     BadRow,
     EpochSeconds,
     Event,
+    ExactSeconds,
     ItemMeta,
     SourceError,
     parse_timestamp,
@@ -861,11 +862,17 @@ class DigineticaSource(SourceAdapter):
 
     Per the CIKM Cup 2016 data description, ``timeframe`` is the time in
     milliseconds since the start of the session and ``eventdate`` the calendar
-    date, so ``timestamp = epoch(eventdate 00:00 UTC) + timeframe // 1000``
-    (order within a session is exact; the absolute time of day is not).
-    Anonymous rows (userId ``NA`` / empty) get ``user_id = "session:<sessionId>"``
-    -- prefixed because userId and sessionId are both small integers and would
-    otherwise collide. ``session_id`` is always set; ``event_type="view"``.
+    date, so ``timestamp = epoch(eventdate 00:00 UTC) + timeframe / 1000``, to
+    the millisecond (an :class:`~beam_jobs.events.ExactSeconds` float, not
+    truncated): clicks are ordered by ``timeframe`` within a session (ties in
+    file order), as SR-GNN's preprocessing sorts them, and two clicks of an item
+    a few milliseconds apart are not exact duplicates (``--dedup=exact`` used to
+    merge clicks within one second). The absolute time of day is not real.
+    The ``session_id;user_id;item_id`` header of SR-GNN's sample file is read
+    too (names are compared without ``_`` and case). Anonymous rows (userId
+    ``NA`` / empty) get ``user_id = "session:<sessionId>"`` -- prefixed because
+    userId and sessionId are both small integers and would otherwise collide.
+    ``session_id`` is always set; ``event_type="view"``.
     """
 
     name = "diginetica"
@@ -895,7 +902,7 @@ class DigineticaSource(SourceAdapter):
         return Event(
             user_id=user,
             item_id=self._get(fields, state, "item_id"),  # type: ignore[arg-type]
-            timestamp=EpochSeconds(day + frame // 1000),
+            timestamp=ExactSeconds.from_millis(day * 1000 + frame),  # type: ignore[arg-type]
             session_id=session,
             event_type="view",
         )

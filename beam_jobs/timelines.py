@@ -32,6 +32,17 @@ Split modes (``--split``)
     records: validation = training history -> ``target_items`` (the
     validation interactions), test = training + validation history ->
     ``target_items`` (the test interactions).
+``days``
+    calendar-day cut-off, SR-GNN's DIGINETICA protocol (``datasets/preprocess.py``
+    of CRIPAC-DIG/SR-GNN): a session is dated by the UTC day of its first
+    event; with ``D`` the latest date of a kept session (one that passed every
+    filter) and ``cut = D - test_days``, sessions dated after ``cut`` are test,
+    sessions dated before it training, and the sessions dated ``cut`` itself
+    are dropped (SR-GNN compares dates strictly on both sides;
+    ``cut_day_sessions_dropped``). Training sessions of the ``valid_days``
+    days before ``cut`` become validation, carved from training: their items
+    stay in the item vocabulary (training count 0), so ``valid_days`` never
+    changes the test set. One record per session.
 ``given``
     the split comes with the data (``--train_input`` / ``--valid_input`` /
     ``--test_input``, or a ``split`` column): every event carries its
@@ -51,8 +62,9 @@ from typing import Iterable
 
 from beam_jobs.events import log_position
 
-SPLIT_MODES = ("loo", "last_session", "time", "fo", "given")
-SESSION_SPLITS = ("last_session", "time", "given")
+SPLIT_MODES = ("loo", "last_session", "time", "fo", "given", "days")
+SESSION_SPLITS = ("last_session", "time", "given", "days")
+DAY_SECONDS = 86_400
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,11 +187,22 @@ def _record(user: str, sessions: list[list[dict]], session_key: str, target: dic
     }
 
 
-def build_user_records(user: str, events: Iterable[dict], opts: TimelineOptions, max_timestamp: int = 0) -> UserRecords:
-    """Order, sessionize, filter and split one user's events into records."""
-    if opts.split == "given":
-        return _given_records(user, list(events), opts, max_timestamp)
-    out = UserRecords(counters={"users_in": 1})
+def long_sessions(events: Iterable[dict], opts: TimelineOptions) -> tuple[list[dict], int]:
+    """``--filter_order=sessions_first``: the events of one user's sessions that have at least
+    ``min_session_length`` events as they are now (before the k-core and ``dedup_consecutive``), and how many
+    sessions were dropped. SR-GNN drops length-1 sessions before it counts item supports."""
+    sessions = sessionize(order_events(events), opts.session_gap_seconds)
+    kept = [s for s in sessions if len(s) >= opts.min_session_length]
+    return [e for s in kept for e in s], len(sessions) - len(kept)
+
+
+def session_day(session: list[dict]) -> int:
+    """``--split=days``: a session's date, the UTC calendar day (days since the epoch) of its first event."""
+    return int(session[0]["timestamp"] // DAY_SECONDS)
+
+
+def _kept_sessions(events: Iterable[dict], opts: TimelineOptions, out: UserRecords) -> list[list[dict]]:
+    """Order, sessionize and filter one user's events (``[]``: the user goes); counters into ``out``."""
     ordered = order_events(events)
     sessions = sessionize(ordered, opts.session_gap_seconds)
     if opts.dedup_consecutive:
@@ -191,10 +214,28 @@ def build_user_records(user: str, events: Iterable[dict], opts: TimelineOptions,
     n_events = sum(map(len, kept))
     if n_events < max(1, opts.min_user_interactions) or not kept:
         out.counters["short_users_removed"] = 1
+        return []
+    return kept
+
+
+def kept_session_days(events: Iterable[dict], opts: TimelineOptions) -> list[int]:
+    """``--split=days``: the dates of the sessions of one user that :func:`build_user_records` keeps; the job
+    takes the latest over all users as the reference day ``D`` (SR-GNN's ``maxdate``, taken after its filters)."""
+    return [session_day(s) for s in _kept_sessions(events, opts, UserRecords())]
+
+
+def build_user_records(user: str, events: Iterable[dict], opts: TimelineOptions, max_timestamp: int = 0) -> UserRecords:
+    """Order, sessionize, filter and split one user's events into records. ``max_timestamp``: the latest event
+    (``time``), the latest training event (``given``), or the latest kept session's date ``D`` (``days``)."""
+    if opts.split == "given":
+        return _given_records(user, list(events), opts, max_timestamp)
+    out = UserRecords(counters={"users_in": 1})
+    kept = _kept_sessions(events, opts, out)
+    if not kept:
         return out
     out.counters["users"] = 1
     out.counters["sessions"] = len(kept)
-    out.counters["interactions"] = n_events
+    out.counters["interactions"] = sum(map(len, kept))
 
     def key(i: int) -> str:
         return f"{user}#{i}"
@@ -236,6 +277,22 @@ def build_user_records(user: str, events: Iterable[dict], opts: TimelineOptions,
 
     if opts.split == "fo":
         return _fo_records(user, kept, opts, out)
+
+    if opts.split == "days":
+        cut = max_timestamp - int(opts.test_days)
+        valid_from = cut - int(opts.valid_days)
+        for i, s in enumerate(kept):
+            day = session_day(s)
+            if day == cut:
+                out.counters["cut_day_sessions_dropped"] = out.counters.get("cut_day_sessions_dropped", 0) + 1
+            elif day > cut:
+                out.test.append(_record(user, [s], key(i)))
+            elif day >= valid_from:
+                out.valid.append({**_record(user, [s], key(i)), "carved": True})  # items stay in the vocabulary
+                out.counters["valid_sessions_carved"] = out.counters.get("valid_sessions_carved", 0) + 1
+            else:
+                out.train.append(_record(user, [s], key(i)))
+        return out
 
     # time split
     test_from = max_timestamp - opts.test_days * 86400

@@ -2,11 +2,14 @@
 
     python -m benchmarks.run_tfpps --out result.json -- --model=narm --dataset=ml-100k --lr=0.005
 
-Used by the comparison benchmarks so each model is measured in its own process.
+Used by the comparison benchmarks so each model is measured in its own process. With
+``TFPPS_BENCH_THREADS=N`` in the environment, TensorFlow runs N intra-op threads and 1 inter-op
+thread (to match a reference that runs with N threads).
 """
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -17,6 +20,13 @@ def main() -> int:
     out = argv[argv.index("--out") + 1]
     train_argv = argv[argv.index("--") + 1 :]
     from tfpps import train as train_cli
+
+    threads = int(os.environ.get("TFPPS_BENCH_THREADS", "0") or 0)
+    if threads > 0:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     from tfpps.training.trainer import train
 
     run, args = train_cli.parse(train_argv)

@@ -8,7 +8,7 @@ same for the rest of :mod:`beam_jobs.sources`:
 * ``yoochoose``: raw clicks / buys (ISO times with milliseconds, session -> user) and GRU4Rec's
   prepared ``SessionId<TAB>ItemId<TAB>Time``;
 * ``diginetica``: ``train-item-views.csv`` (anonymous rows -> ``session:<id>`` users,
-  ``timestamp = eventdate + timeframe // 1000``), with and without a userId column;
+  ``timestamp = eventdate + timeframe / 1000``, to the millisecond), with and without a userId column;
 * ``amazon``: review lines as JSON (2014 / 2018 / 2023 keys) or Python literals, ``reviewTime``
   fallback; and the ``meta_*.json`` lines of :func:`beam_jobs.sources.parse_amazon_meta_line`;
 * ``tafeng``: Sets2Sets baskets (``timestamp = ORDER_NUMBER * 86400``);
@@ -334,7 +334,7 @@ def good_dg_rows(draw, layout: Layout):
     line = layout.line(session=session, user=user, item=item, frame=frame_text, date=date)
     anon = "user" not in layout.cols or user.strip().lower() in ("", "na", "nan", "null", "none")
     expected_user = ANON_USER_PREFIX + session.strip() if anon else user.strip()
-    return [line.encode()], ("good", (expected_user, item.strip(), day * 86400 + frame // 1000))
+    return [line.encode()], ("good", (expected_user, item.strip(), (day * 86400 * 1000 + frame) / 1000))
 
 
 def _dg_crafted(layout: Layout) -> list:

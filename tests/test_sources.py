@@ -525,9 +525,10 @@ def test_diginetica(tmp_path):
                  "15;NA;1;5\n")
     res = parse_all("diginetica", path)
     assert events(res) == [
-        Event("session:1", "81766", TS_2016_05_09 + 526, session_id="1", event_type="view"),
-        Event("session:1", "31331", TS_2016_05_09 + 1031, session_id="1", event_type="view"),
-        Event("18278", "32118", TS_2016_05_09, session_id="12", event_type="view"),
+        # eventdate + timeframe to the millisecond (not truncated to seconds)
+        Event("session:1", "81766", (TS_2016_05_09 * 1000 + 526309) / 1000, session_id="1", event_type="view"),
+        Event("session:1", "31331", (TS_2016_05_09 * 1000 + 1031018) / 1000, session_id="1", event_type="view"),
+        Event("18278", "32118", (TS_2016_05_09 * 1000 + 96) / 1000, session_id="12", event_type="view"),
     ]
     assert reasons(res) == ["bad_timeframe: '12x'", "bad_timestamp: '2016/05/09'",
                             "wrong_column_count: expected 5, got 4"]

@@ -180,12 +180,18 @@ class SampledRows:
 
 def evaluate_split(model, data: pipeline.DatasetDir, split: str, run: RunConfig, progress: bool = False,
                    sample: int = 0) -> dict:
-    """Full-ranking metrics of ``model`` on ``split``. A model with its own ``eval_dataset(data, split, run)``
+    """Full-ranking metrics of ``model`` on ``split``. A model with ``evaluate_eagerly(data, split, run, ks, ties)``
+    (GRU4Rec) computes them itself when it can (``None``: it cannot). A model with its own ``eval_dataset(data, split, run)``
     (e.g. HRNN, which streams each user's earlier sessions first) builds its evaluation batches
     itself; ``None`` from it means the standard ones (next-item, or next-basket on basket data).
 
     ``sample > 0``: only a fixed sample of that many examples (drawn from ``train.seed`` and the number of
     examples, counted once per process), the same ones at every call (``eval.valid_sample``)."""
+    eager = getattr(model, "evaluate_eagerly", None)  # GRU4Rec: streamed like the official evaluation, untraced
+    if callable(eager) and sample <= 0:
+        metrics = eager(data, split, run, ks=run.eval.ks, ties=run.eval.ties)
+        if metrics is not None:
+            return metrics
     own = getattr(model, "eval_dataset", None)
     batches = own(data, split, run) if callable(own) else None
     if batches is None:

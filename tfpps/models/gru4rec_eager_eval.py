@@ -1,0 +1,203 @@
+"""GRU4Rec's streamed evaluation, run eagerly: the official evaluation's cost, tfpps's metrics.
+
+The official ``evaluation.batch_eval`` (hidasib/GRU4Rec_PyTorch_Official) runs each test session once,
+one GRU step per click with the state carried, and ranks every next click against all items; it
+pays no tracing or compilation. tfpps's :class:`~tfpps.models.gru4rec.StreamedEvalBatches` does the
+same work through tf.data and traced functions, whose one-off tracing (and XLA compilation of the
+ranking) costs seconds: more than the whole evaluation of a YOOCHOOSE-sized test set.
+
+:func:`evaluate_eagerly` computes the same examples without tracing anything:
+
+1. the split's records are read once into NumPy;
+2. :func:`build_streams` lays them out as :func:`~tfpps.models.gru4rec.eval_streams` does (one "main"
+   run per record scored at every end ``e <= max_len``; one run of the last ``max_len`` items for
+   every end ``e > max_len``, as the prefix evaluation cuts those histories);
+3. streams are sorted by length and run ``eval.batch_size`` at a time through the model's GRU layers
+   in eager mode (a chunk runs only as many steps as its longest stream);
+4. the states at the scoring points are scored against all items (``h W_y^T + b_y``) and ranked with
+   :func:`rank_rows`, i.e. :math:`r = 1 + |\\{j \\ge \\mathrm{FIRST\\_ID},\\ j \\ne t : s_j > s_t\\}|`
+   (``>=`` for ``conservative`` ties), PAD and OOV never counted: the evaluator's ranks, scored in
+   chunks of at most :data:`SCORES_PER_CHUNK` entries;
+5. the per-example metrics of :func:`tfpps.evaluation.metrics.single_target_metrics` are averaged.
+
+The result equals :func:`tfpps.evaluation.evaluator.evaluate` over the streamed batches up to float
+summation order. Data it does not cover (``mask_history``, multi-target or non-sequential data, a
+validation sample) returns ``None`` and the trainer takes the traced path.
+
+Example::
+
+    metrics = evaluate_eagerly(model, data, "test", run)   # {"recall@20": ..., "num_examples": N} or None
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+import tfpps  # noqa: F401
+import tensorflow as tf
+
+from tfpps.data import schema
+from tfpps.data.schema import FIRST_ID
+from tfpps.evaluation.metrics import METRICS, metric_name, ranks_from_scores, single_target_metrics
+
+
+def read_records(data: Any, split: str) -> tuple[list[np.ndarray], np.ndarray]:
+    """``(item_ids of every record, target_item [R])`` of ``split``. The shards of a dataset directory are
+    read and parsed in one batch, eagerly (no tf.data function to trace); other data objects are read
+    through their ``records(split)``."""
+    items: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    if not callable(getattr(data, "files", None)):
+        ds = data.records(split).map(lambda r: {"item_ids": tf.cast(r["item_ids"], tf.int64),
+                                                "target_item": tf.cast(r["target_item"], tf.int64)})
+        for batch in ds.ragged_batch(4096):
+            values, splits = batch["item_ids"].values.numpy(), batch["item_ids"].row_splits.numpy()
+            items.extend(values[splits[i] : splits[i + 1]] for i in range(len(splits) - 1))
+            targets.append(batch["target_item"].numpy())
+        return items, (np.concatenate(targets) if targets else np.zeros([0], np.int64))
+    files = list(data.files(split))
+    if files:
+        for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1 << 20):
+            parsed = schema.parse_batch(data.kind, serialized)
+            ids = parsed["item_ids"]
+            values, splits = ids.values.numpy().astype(np.int64), ids.row_splits.numpy()
+            items.extend(values[splits[i] : splits[i + 1]] for i in range(len(splits) - 1))
+            targets.append(parsed["target_item"].numpy().astype(np.int64).reshape(-1))
+    return items, (np.concatenate(targets) if targets else np.zeros([0], np.int64))
+
+
+def build_streams(items: Sequence[np.ndarray], targets: np.ndarray, max_len: int):
+    """GRU runs that reproduce the prefix evaluation's examples (see :func:`~tfpps.models.gru4rec.eval_streams`).
+
+    Returns ``(sequences, points, point_targets)``: ``sequences[s]`` the items run from the zero state;
+    ``points[s]`` the numbers of items ``e`` after which the state is scored (``e = 0``: the zero state)
+    and ``point_targets[s]`` their targets.
+
+    Example:
+      >>> seqs, pts, tgt = build_streams([np.array([5, 6, 7, 8])], np.array([0]), max_len=2)
+      >>> [s.tolist() for s in seqs], [p.tolist() for p in pts], [t.tolist() for t in tgt]
+      ([[5, 6], [6, 7]], [[1, 2], [2]], [[6, 7], [8]])
+    """
+    m = int(max_len)
+    sequences, points, point_targets = [], [], []
+    for hist, target in zip(items, targets):
+        hist = np.asarray(hist, np.int64)
+        if target > 0:
+            full = np.append(hist, target)
+            ends = np.array([len(hist)], np.int64)
+        else:
+            full = hist
+            ends = np.arange(1, max(len(hist), 1), dtype=np.int64)
+        main = ends[ends <= m]
+        if len(main):
+            sequences.append(full[: int(main.max())])
+            points.append(main)
+            point_targets.append(full[main])
+        for e in ends[ends > m]:
+            sequences.append(full[e - m : e])
+            points.append(np.array([m], np.int64))
+            point_targets.append(full[[e]])
+    return sequences, points, point_targets
+
+
+def rank_rows(states: tf.Tensor, targets: np.ndarray, weights: tf.Tensor, bias: tf.Tensor,
+              ties: str = "standard") -> np.ndarray:
+    """Int ``[B]`` ranks of ``targets`` under the scores ``states @ weights^T + bias`` of all items, PAD and
+    OOV excluded (the evaluator's ranks without history masking): the competitor columns
+    ``FIRST_ID..N-1`` are scored directly, so the ranking is four passes over ``[B, N - FIRST_ID]``.
+
+    Example:
+      >>> w = tf.constant([[9.], [9.], [.3], [.5], [.5]]); b = tf.zeros([5])
+      >>> rank_rows(tf.constant([[1.]]), np.array([3]), w, b).tolist(), rank_rows(tf.constant([[1.]]), np.array([3]), w, b, "conservative").tolist()
+      ([1], [2])
+    """
+    targets = np.asarray(targets, np.int64)
+    if len(targets) and targets.min() < FIRST_ID:  # a PAD/OOV target: the evaluator's general path
+        scores = tf.matmul(states, weights, transpose_b=True) + bias[None, :]
+        mask = tf.range(tf.shape(scores)[1]) < FIRST_ID
+        return ranks_from_scores(scores, targets, ties, mask).numpy()
+    scores = tf.matmul(states, weights[FIRST_ID:], transpose_b=True) + bias[None, FIRST_ID:]  # [B, N - FIRST_ID]
+    target_scores = tf.gather(scores, tf.constant(targets - FIRST_ID), batch_dims=1)[:, None]
+    ahead = scores > target_scores if ties == "standard" else scores >= target_scores
+    # NaN: a NaN competitor counts as ahead, a NaN target ranks last (as ranks_from_scores)
+    ahead = tf.logical_or(ahead, tf.math.is_nan(scores))
+    count = tf.reduce_sum(tf.cast(ahead, tf.int32), axis=1).numpy().astype(np.int64)
+    own = np.ones_like(count)  # the target's own column: counted by >= and by the NaN test, never a competitor
+    if ties == "standard":
+        own = np.isnan(target_scores.numpy()[:, 0]).astype(np.int64)
+    ranks = count - own + 1
+    nan_target = np.isnan(target_scores.numpy()[:, 0])
+    return np.where(nan_target, int(scores.shape[1]), ranks)
+
+
+def run_layers_eagerly(model: Any, items: np.ndarray, length: np.ndarray) -> tf.Tensor:
+    """``outputs [S, L, H]`` of ``model.run_layers(items, length)`` computed step by step in eager mode
+    (each cell's ``project_inputs`` once, then its ``recurrent_step`` per step; padding steps carry the
+    state), which in eager mode costs a fraction of ``tf.scan``'s per-iteration overhead."""
+    mask = tf.constant(np.arange(items.shape[1])[None, :] < length[:, None])
+    h_seq = model._input_embedding(tf.constant(items))
+    for cell in model.cells:
+        vx = cell.project_inputs(h_seq)  # [S, L, 3H]
+        h = tf.zeros([items.shape[0], cell.units], vx.dtype)
+        outs = []
+        for t in range(items.shape[1]):
+            h = tf.where(mask[:, t, None], cell.recurrent_step(vx[:, t], h), h)
+            outs.append(h)
+        h_seq = tf.stack(outs, axis=1)
+    return h_seq
+
+
+def stream_states(model: Any, sequences: Sequence[np.ndarray], points: Sequence[np.ndarray], chunk: int):
+    """Yield ``(states [M, H], rows)``: the states at the scoring points of ``chunk`` streams at a time,
+    longest first, and the stream indices ``rows`` they came from (in that order)."""
+    order = np.argsort([-len(s) for s in sequences], kind="stable")
+    for start in range(0, len(order), chunk):
+        rows = order[start : start + chunk]
+        width = max(1, max(len(sequences[r]) for r in rows))
+        items = np.zeros([len(rows), width], np.int64)
+        length = np.zeros([len(rows)], np.int64)
+        for i, r in enumerate(rows):
+            items[i, : len(sequences[r])] = sequences[r]
+            length[i] = len(sequences[r])
+        outputs = run_layers_eagerly(model, items, length)  # [S, L, H]
+        zero = tf.zeros([len(rows), 1, outputs.shape[-1]], outputs.dtype)
+        states = tf.concat([zero, outputs], axis=1)  # state after e items, e = 0..width
+        counts = np.array([len(points[r]) for r in rows])
+        where = np.stack([np.repeat(np.arange(len(rows)), counts), np.concatenate([points[r] for r in rows])], axis=1)
+        yield tf.gather_nd(states, where), rows
+
+
+def evaluate_eagerly(model: Any, data: Any, split: str, run: Any, ks: Sequence[int] = (5, 10, 20),
+                     ties: str = "standard") -> dict[str, float] | None:
+    """Mean full-ranking metrics of a GRU4Rec ``model`` on ``split``, streamed and eager (module docstring);
+    ``None`` where the traced evaluation must be used instead."""
+    if getattr(data, "kind", "sequential") != "sequential" or getattr(data, "multi_target", False):
+        return None
+    if bool(getattr(run.eval, "mask_history", False)):
+        return None
+    items, targets = read_records(data, split)
+    sequences, points, point_targets = build_streams(items, targets, int(run.data.max_len))
+    if not sequences:
+        raise ValueError("evaluate: the batches hold no examples")
+    weights, bias = tf.convert_to_tensor(model.Wy), tf.convert_to_tensor(model.By)
+    if int(weights.shape[0]) != int(data.num_items):
+        raise ValueError(f"score_fn returned scores for {int(weights.shape[0])} items, expected num_items={data.num_items}")
+    rows_per_rank = max(1, min(4096, SCORES_PER_CHUNK // max(1, int(weights.shape[0]))))
+    ranks: list[np.ndarray] = []
+    for states, rows in stream_states(model, sequences, points, int(run.eval.batch_size)):
+        wanted = np.concatenate([point_targets[r] for r in rows])
+        for lo in range(0, int(states.shape[0]), rows_per_rank):
+            ranks.append(rank_rows(states[lo : lo + rows_per_rank], wanted[lo : lo + rows_per_rank], weights, bias, ties))
+    all_ranks = np.concatenate(ranks)
+    values = single_target_metrics(all_ranks, ks)
+    result: dict[str, float] = {}
+    for name in METRICS:
+        for k in ks:
+            key = metric_name(name, k)
+            result[key] = float(np.sum(values[key].numpy(), dtype=np.float64) / len(all_ranks))
+    result["num_examples"] = int(len(all_ranks))
+    return result
+
+
+SCORES_PER_CHUNK = 1 << 23  # score matrices of at most this many entries (32 MB of float32) are ranked at once
