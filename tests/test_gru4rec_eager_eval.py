@@ -88,3 +88,10 @@ def test_not_used_where_it_does_not_apply():
     empty = EvalData([[5]] * 3, 12, [0] * 3)
     with pytest.raises(ValueError, match="no examples"):
         eager.evaluate_eagerly(GRU4Rec(params, empty.info(), run), empty, "test", run)
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(eager)
+    assert result.attempted >= 3 and result.failed == 0

@@ -38,6 +38,22 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 
+DEFAULT_SEED = 42  # the default of ``train.seed`` (tfpps.config.TrainConfig)
+
+
+def seed_of(run: Any) -> int:
+    """``run.train.seed`` (or ``run.seed`` for a bare train section); :data:`DEFAULT_SEED` when the run
+    has none: the one seed default every model uses.
+
+    Example:
+      >>> import types
+      >>> seed_of(types.SimpleNamespace(train=types.SimpleNamespace(seed=7))), seed_of(object())
+      (7, 42)
+    """
+    seed = getattr(getattr(run, "train", run), "seed", None)
+    return DEFAULT_SEED if seed is None else int(seed)
+
+
 @dataclasses.dataclass
 class DatasetInfo:
     """What a model needs to know about the data to build itself."""

@@ -138,7 +138,7 @@ from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.reset_after_gru import ResetAfterGRUCell
 from tfpps.layers.samplers import PopularitySampler
 from tfpps.models import gru4rec_eager_eval
-from tfpps.models.base import DatasetInfo, SequentialModel
+from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.registry import register
 from tfpps.tasks import losses
 
@@ -188,10 +188,6 @@ def _train_section(run: Any) -> Any:
     return getattr(run, "train", run)
 
 
-def _seed_of(run: Any) -> int:
-    return int(getattr(_train_section(run), "seed", 0) or 0)
-
-
 _PREFIX_COUNTS: dict = {}
 
 
@@ -220,7 +216,7 @@ class GRU4Rec(SequentialModel):
         params.validate()
         p = params
         self.batch_size = int(_train_section(run).batch_size)
-        self.seed = _seed_of(run)
+        self.seed = seed_of(run)
         n = int(info.num_items)
         self.num_items = n
         sizes = [int(x) for x in p.layers]

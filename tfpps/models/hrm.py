@@ -115,7 +115,7 @@ import tensorflow as tf
 from tfpps.config import ConfigError, choice, non_negative, positive, probability
 from tfpps.data.pipeline import cached, finish, training_records
 from tfpps.data.schema import BASKET, FIRST_ID, PAD_ID
-from tfpps.models.base import DatasetInfo, SequentialModel
+from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.registry import register
 from tfpps.tasks.sampled_softmax import CatalogueSampledSoftmax, validate_softmax_params
 
@@ -319,7 +319,7 @@ class HRM(SequentialModel):
         max_len = getattr(getattr(run, "data", None), "max_len", None)
         if max_len is not None and info.kind != BASKET and params.high_order > max_len:
             raise ConfigError(f"model_params.high_order={params.high_order!r}: must be <= data.max_len={max_len}")
-        seed = int(getattr(getattr(run, "train", None), "seed", 42))
+        seed = seed_of(run)
         emb, n, n_users = params.embedding_size, info.num_items, info.num_users
 
         def xavier(rows: int, k: int):  # torch.nn.init.xavier_normal_ on a [rows, emb] table

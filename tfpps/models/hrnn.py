@@ -100,7 +100,7 @@ from tfpps.data import user_parallel
 from tfpps.data.pipeline import finish
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.samplers import PopularitySampler
-from tfpps.models.base import DatasetInfo, SequentialModel
+from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.registry import register
 from tfpps.tasks import losses
 
@@ -187,7 +187,7 @@ class HRNN(SequentialModel):
         params.validate()
         p = params
         self.batch_size = int(_train_section(run).batch_size)
-        self.seed = int(getattr(_train_section(run), "seed", 0) or 0)
+        self.seed = seed_of(run)
         n = int(info.num_items)
         self.num_items = n
         hs, hu = int(p.session_layers[0]), int(p.user_layers[0])

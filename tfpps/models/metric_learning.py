@@ -33,7 +33,7 @@ import tensorflow as tf
 from tfpps.config import REPO_ROOT, ConfigError, non_negative, positive
 from tfpps.data.pipeline import cached
 from tfpps.data.triplets import UserItems, triplet_dataset
-from tfpps.models.base import DatasetInfo, SequentialModel
+from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.tasks.hinge import hinge_loss
 
 
@@ -84,7 +84,7 @@ class MetricLearningModel(SequentialModel):
     def __init__(self, params: MetricLearningConfig, info: DatasetInfo, run, **kwargs):
         super().__init__(params, info, run, **kwargs)
         params.validate()
-        self.seed = int(getattr(getattr(run, "train", None), "seed", 42))
+        self.seed = seed_of(run)
         d = params.emb_size
         self.user_embedding = self._table("user_embedding", info.num_users, params.pretrained_user_embeddings, 0)
         self.item_embedding = self._table("item_embedding", info.num_items, params.pretrained_item_embeddings, 1)

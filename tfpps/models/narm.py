@@ -99,7 +99,7 @@ import tensorflow as tf
 from tfpps.config import choice, positive, probability
 from tfpps.data.pipeline import cached, finish, training_records
 from tfpps.data.schema import FIRST_ID
-from tfpps.models.base import DatasetInfo, SequentialModel
+from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.registry import register
 from tfpps.tasks.sampled_softmax import CatalogueSampledSoftmax, validate_softmax_params
 
@@ -199,7 +199,7 @@ class NARM(SequentialModel):
     def __init__(self, params: NARMConfig, info: DatasetInfo, run=None, **kwargs):
         super().__init__(params, info, run, **kwargs)
         params.validate()
-        seed = int(getattr(getattr(run, "train", None), "seed", 42))
+        seed = seed_of(run)
         self._seed = seed
         emb, hid, n = params.embedding_size, params.hidden_size, info.num_items
 
