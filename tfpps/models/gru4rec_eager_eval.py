@@ -42,28 +42,28 @@ from tfpps.data.schema import FIRST_ID
 from tfpps.evaluation.metrics import METRICS, metric_name, ranks_from_scores, single_target_metrics
 
 
+def _split_rows(values: np.ndarray, row_splits: np.ndarray) -> list[np.ndarray]:
+    """The rows of a ragged ``(values, row_splits)`` pair, as int64 arrays."""
+    values = values.astype(np.int64)
+    return [values[row_splits[i] : row_splits[i + 1]] for i in range(len(row_splits) - 1)]
+
+
 def read_records(data: Any, split: str) -> tuple[list[np.ndarray], np.ndarray]:
     """``(item_ids of every record, target_item [R])`` of ``split``. The shards of a dataset directory are
     read and parsed in one batch, eagerly (no tf.data function to trace); other data objects are read
     through their ``records(split)``."""
+    if callable(getattr(data, "files", None)):
+        files = list(data.files(split))
+        batches = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1 << 20) if files else []
+        parsed = (schema.parse_batch(data.kind, serialized) for serialized in batches)
+    else:
+        parsed = data.records(split).ragged_batch(4096)
     items: list[np.ndarray] = []
     targets: list[np.ndarray] = []
-    if not callable(getattr(data, "files", None)):
-        ds = data.records(split).map(lambda r: {"item_ids": tf.cast(r["item_ids"], tf.int64),
-                                                "target_item": tf.cast(r["target_item"], tf.int64)})
-        for batch in ds.ragged_batch(4096):
-            values, splits = batch["item_ids"].values.numpy(), batch["item_ids"].row_splits.numpy()
-            items.extend(values[splits[i] : splits[i + 1]] for i in range(len(splits) - 1))
-            targets.append(batch["target_item"].numpy())
-        return items, (np.concatenate(targets) if targets else np.zeros([0], np.int64))
-    files = list(data.files(split))
-    if files:
-        for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1 << 20):
-            parsed = schema.parse_batch(data.kind, serialized)
-            ids = parsed["item_ids"]
-            values, splits = ids.values.numpy().astype(np.int64), ids.row_splits.numpy()
-            items.extend(values[splits[i] : splits[i + 1]] for i in range(len(splits) - 1))
-            targets.append(parsed["target_item"].numpy().astype(np.int64).reshape(-1))
+    for batch in parsed:
+        ids = batch["item_ids"]
+        items.extend(_split_rows(ids.values.numpy(), ids.row_splits.numpy()))
+        targets.append(batch["target_item"].numpy().astype(np.int64).reshape(-1))
     return items, (np.concatenate(targets) if targets else np.zeros([0], np.int64))
 
 
@@ -123,12 +123,9 @@ def rank_rows(states: tf.Tensor, targets: np.ndarray, weights: tf.Tensor, bias: 
     # NaN: a NaN competitor counts as ahead, a NaN target ranks last (as ranks_from_scores)
     ahead = tf.logical_or(ahead, tf.math.is_nan(scores))
     count = tf.reduce_sum(tf.cast(ahead, tf.int32), axis=1).numpy().astype(np.int64)
-    own = np.ones_like(count)  # the target's own column: counted by >= and by the NaN test, never a competitor
-    if ties == "standard":
-        own = np.isnan(target_scores.numpy()[:, 0]).astype(np.int64)
-    ranks = count - own + 1
+    own = int(ties != "standard")  # a non-NaN target's own column is counted by >=, and is never a competitor
     nan_target = np.isnan(target_scores.numpy()[:, 0])
-    return np.where(nan_target, int(scores.shape[1]), ranks)
+    return np.where(nan_target, int(scores.shape[1]), count - own + 1)
 
 
 def run_layers_eagerly(model: Any, items: np.ndarray, length: np.ndarray) -> tf.Tensor:
