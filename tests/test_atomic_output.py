@@ -58,8 +58,15 @@ def snapshot(out: Path) -> dict:
 
 
 def finished_files(tmp: Path) -> list[str]:
-    """Output files Beam has already finalized in the temp dir (not its own ``beam-temp-*`` scratch)."""
-    return sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file() and "beam-temp-" not in str(p))
+    """Output files Beam has already finalized in the temp dir (not its own ``beam-temp-*`` scratch).
+
+    The job is running while this walks, so its scratch folders may vanish mid-walk: ``os.walk``
+    skips a folder that is gone instead of raising, as ``Path.rglob`` does."""
+    found = []
+    for folder, subdirs, files in os.walk(tmp):
+        subdirs[:] = [d for d in subdirs if not d.startswith("beam-temp-")]
+        found += [str((Path(folder) / f).relative_to(tmp)) for f in files if "beam-temp-" not in f]
+    return sorted(found)
 
 
 def kill_mid_way(argv: list[str], out: Path, timeout: float = 90.0) -> Path:
