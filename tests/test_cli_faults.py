@@ -252,3 +252,19 @@ def test_a_dataset_without_training_records_is_one_line(data, tmp_path, capsys):
     (empty / "dataset.json").write_text(json.dumps(meta))
     assert train_main(_pop(empty, tmp_path / "run")) == 2
     assert "no training records" in _one_line(capsys, "tfpps.train: error:")
+
+
+def test_a_data_dir_without_dataset_names_the_run_after_it_and_never_builds_into_it(data, tmp_path, capsys):
+    """``--set data.dir=X`` without ``--dataset``: the run is labelled by X (default run dir runs/<model>-<X's
+    name>, not another dataset's run), and a missing X is one line instead of the synthetic data built there."""
+    from tfpps.train import parse
+
+    run, _ = parse(["--model=pop", "--set", f"data.dir={data}"])
+    assert run.data.dataset == data.name and trainer.default_run_dir(run).name == f"pop-{data.name}"
+    run, _ = parse(["--model=pop", "--dataset=synthetic", "--set", f"data.dir={data}"])
+    assert run.data.dataset == "synthetic"  # a named dataset keeps its name
+    missing = tmp_path / "not-built"
+    assert _main(train_main, ["--model=pop", "--set", f"data.dir={missing}", f"--run_dir={tmp_path / 'run'}",
+                              "--verbose=0"]) != 0
+    line = _one_line(capsys, "tfpps.train: error: --set data.dir=")
+    assert "not-built: no tfpps dataset there" in line and not missing.exists(), line

@@ -297,3 +297,30 @@ def test_search_models_default_to_the_synthetic_search_data():
     assert run.data.dataset == "synthetic-search" and run.eval.mask_history
     run, _ = train_cli.parse(["--model=gru4rec"])
     assert run.data.dataset == "synthetic"
+
+
+def test_softmax_item_loss_is_cross_entropy_over_every_real_item(search_dataset):
+    """``item_loss: softmax``: the M_uq -> item term equals a hand-computed softmax cross-entropy over the
+    real items (PAD/OOV columns excluded), plus l2 on the context and true vectors, over the batch size."""
+    from tfpps.data import search
+
+    data = pipeline.DatasetDir(search_dataset)
+    model = build_model(_run("qem", search_dataset, embedding_size="8", item_loss="softmax", init="uniform",
+                             item_word_loss="false"), data)
+    batch = next(iter(pipeline.batch_padded(search.train_examples(data.records("train"), 20), 16)))
+    context = model.personalized_query(batch).numpy()
+    table, bias = model.item_embedding.embeddings.numpy(), model.item_bias.embeddings.numpy()[:, 0]
+    logits = context @ table.T + bias
+    logits[:, :2] = -np.inf
+    items = batch["item_id"].numpy()
+    log_softmax = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)
+    cross_entropy = -log_softmax[np.arange(len(items)), items].sum()
+    l2 = 0.5 * ((context**2).sum() + (table[items] ** 2).sum())
+    model.has_item_text = False
+    expected = (cross_entropy + model.params.l2 * l2) / len(items)
+    assert float(model.compute_loss(batch)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_unknown_item_loss_is_a_one_line_error(search_dataset):
+    with pytest.raises(ConfigError, match="item_loss"):
+        _run("hem", search_dataset, item_loss="nce")

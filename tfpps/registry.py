@@ -30,6 +30,7 @@ _MODEL_MODULES = (
     "tfpps.models.hem",
     "tfpps.models.aem",
     "tfpps.models.hrnn_search",
+    "tfpps.models.bm25",
 )
 
 

@@ -85,12 +85,17 @@ def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace]:
         if not model:
             raise ConfigError("--model is required (or a --config file that names its model:)")
         args.model = model
+    given_dataset = args.dataset
     if args.dataset is None:  # the embedded default data of the model's example kind
         from tfpps import registry
 
         args.dataset = "synthetic-search" if registry.get(args.model).example_kind == "search" else "synthetic"
     run = build_run_config(args.model, dataset=args.dataset, config_file=args.config, overrides=overrides)
     args.flags = user_flags(run, args.set, extra)
+    if given_dataset is None and "data.dir" in args.flags:
+        # a directory of the user's, not the embedded default: label the run (and its default run dir) by it,
+        # and never build the synthetic data into it (a missing directory is a one-line error)
+        run.data.dataset = Path(run.data.dir).name or run.data.dataset
     return run, args
 
 

@@ -77,7 +77,10 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
     if not cfg_path.exists():
         if data_dir and (resolve_path(data_dir) / schema.DATASET_FILE).exists():
             return resolve_path(data_dir)
-        raise ConfigError(f"unknown dataset {name!r} and no built dataset at data.dir={data_dir!r}")
+        if data_dir:
+            raise ConfigError(f"{flag}={data_dir}: no tfpps dataset there (no {schema.DATASET_FILE}); build one with "
+                              f"python -m beam_jobs.build_features --output={data_dir} ..., or name a --dataset")
+        raise ConfigError(f"unknown dataset {name!r} and no data.dir")
     cfg = load_yaml(cfg_path)
     out = resolve_path(data_dir) if data_dir else managed_dir(name, cfg)
     if (out / schema.DATASET_FILE).exists() and not rebuild:

@@ -15,6 +15,20 @@ also predict a word of the item's text against word negatives
 (``P(w) ∝ count(w)^0.75``): HEM's product->word language model, which ties
 items to the query words.
 
+``item_loss: softmax`` replaces the ``M_uq -> item`` negative-sampling term by
+a softmax cross-entropy over every real item,
+
+.. math::
+   \ell = -\log \frac{\exp(M_{uq} \cdot v_i + b_i)}{\sum_{j} \exp(M_{uq} \cdot v_j + b_j)}
+
+(a departure from HEM, for catalogues of up to some 10^5 items, where the
+``[B, num_items]`` logits are cheap). With HEM's 5 uniform negatives shared by
+the batch, an item of a 10^4 catalogue is a negative about once per epoch but
+a positive tens of times, so without review words to shape the space the
+positive pull wins: every query and item vector drifts to one direction and
+the ranking falls back to popularity (``docs/product_search.md`` has the
+measurements on the official HEM benchmark).
+
 The query part is :class:`tfpps.layers.query_encoder.QueryEncoder` (HEM's
 ``fs`` by default) over a word-embedding table shared with the word losses.
 
@@ -50,6 +64,7 @@ from tfpps.tasks.negative_sampling import UnigramSampler, negative_sampling_loss
 
 SCORES = ("product", "bias_product", "cosine")
 INITS = ("zeros", "uniform")
+ITEM_LOSSES = ("negative_sampling", "softmax")
 
 
 @dataclasses.dataclass
@@ -63,6 +78,7 @@ class SearchConfig:
     query_weight: float = 0.5  # lambda of M = lambda*q + (1-lambda)*u; < 0: learned sigmoid(w)
     score: str = "product"  # product | bias_product | cosine
     negatives: int = 5  # item negatives (and word negatives) per batch, shared by the batch
+    item_loss: str = "negative_sampling"  # negative_sampling (HEM) | softmax (over every item: see ItemLoss below)
     item_noise_distortion: float = 0.0  # P(item) ∝ count^d; HEM: uniform (0), AEM/ZAM: 0.75
     word_noise_distortion: float = 0.75
     item_word_loss: bool = True  # item -> word of its text
@@ -75,7 +91,7 @@ class SearchConfig:
         if self.embedding_size <= 0 or self.negatives <= 0 or self.repeats_per_record <= 0 or self.history_length <= 0:
             raise ConfigError("embedding_size, negatives, repeats_per_record and history_length must be positive")
         for name, choices in (("query_encoder", QUERY_ENCODERS), ("query_padding", QUERY_PADDING),
-                              ("score", SCORES), ("init", INITS)):
+                              ("score", SCORES), ("init", INITS), ("item_loss", ITEM_LOSSES)):
             if getattr(self, name) not in choices:
                 raise ConfigError(f"model_params.{name}={getattr(self, name)!r}: expected one of {', '.join(choices)}")
         if self.query_weight > 1:
@@ -237,6 +253,18 @@ class SearchModel(SequentialModel):
             losses, l2 = losses * weights, l2 * tf.reduce_mean(weights)
         return tf.reduce_sum(losses), l2
 
+    def _softmax_term(self, context: tf.Tensor, items: tf.Tensor, true_vectors: tf.Tensor):
+        """``M_uq -> item`` as a softmax over every real item (logit ``M_uq . v_i + b_i``, PAD/OOV excluded):
+        (summed cross-entropy, l2_loss of the context and true vectors)."""
+        table = self.item_embedding.embeddings
+        if self.params.score == "cosine":
+            table = tf.math.l2_normalize(table, -1)
+        logits = tf.matmul(context, table, transpose_b=True) + self.item_bias.embeddings[:, 0][None, :]
+        special = tf.range(tf.shape(logits)[1]) < FIRST_ID
+        logits = tf.where(special[None, :], tf.constant(-1e9, logits.dtype), logits)
+        losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=items, logits=logits)
+        return tf.reduce_sum(losses), tf.nn.l2_loss(context) + tf.nn.l2_loss(true_vectors)
+
     def sample_item_words(self, item_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One word of each item's text, uniformly (``[B]`` ids) and a ``[B]`` float mask of items that have text."""
         lengths = tf.gather(self.item_word_lengths, item_ids)
@@ -261,8 +289,11 @@ class SearchModel(SequentialModel):
         item_vectors = self.item_embedding(items)
         if self.params.score == "cosine":
             item_vectors = tf.math.l2_normalize(item_vectors, -1)
-        terms = [self._term(example, item_vectors, self.item_bias(items)[:, 0], self.item_sampler.sample(self.params.negatives),
-                            self.item_embedding, self.item_bias)]
+        if self.params.item_loss == "softmax":
+            terms = [self._softmax_term(example, items, item_vectors)]
+        else:
+            terms = [self._term(example, item_vectors, self.item_bias(items)[:, 0],
+                                self.item_sampler.sample(self.params.negatives), self.item_embedding, self.item_bias)]
         if self.has_item_text:
             words, has_word = self.sample_item_words(items)
             if self.params.item_word_loss:

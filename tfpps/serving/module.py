@@ -91,9 +91,11 @@ def choose_index(kind: str, num_items: int, log: Callable[[str], None] = print) 
     return kind
 
 
-def python_ops(score_fn: Callable) -> set[str]:
-    """Python-callback op types (``tf.numpy_function``/``py_function``) in the traced ``score_fn``: not exportable."""
-    graph = tf.function(score_fn, autograph=False).get_concrete_function(_FEATURE_SPEC).graph
+def python_ops(score_fn: Callable, takes_query: bool = False) -> set[str]:
+    """Python-callback op types (``tf.numpy_function``/``py_function``) in the traced ``score_fn``: not exportable.
+    ``takes_query``: traced with the ``query_word_ids [B, Q]`` a search model is served with."""
+    spec = {**_FEATURE_SPEC, "query_word_ids": tf.TensorSpec([None, None], tf.int64)} if takes_query else _FEATURE_SPEC
+    graph = tf.function(score_fn, autograph=False).get_concrete_function(spec).graph
     return {op.type for op in graph.get_operations()} & _PYTHON_OPS
 
 
@@ -143,7 +145,7 @@ class RecommenderModule(tf.Module):
             self._query_fn = model.query_vectors
             self._score_fn = None
         else:
-            found = python_ops(model.score_items)
+            found = python_ops(model.score_items, self.takes_query)
             if found:
                 raise ExportError(f"its scores are computed in Python ({', '.join(sorted(found))} ops), which a SavedModel cannot hold")
             self.retrieval = SCORES_RETRIEVAL
