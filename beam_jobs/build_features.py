@@ -18,7 +18,9 @@ Beam's own log messages and warnings are hidden unless ``--verbose`` is given
 Stages (each counted in ``stats.json`` and the printed summary):
 read (bad rows -> ``dead_letter/``), rating / event-type filters, exact
 de-duplication, iterative k-core, per-user ordering + sessionization,
-split (``--split=loo|last_session|time|fo|given``), vocabularies (index 0 = PAD,
+split (``--split=loo|last_session|time|fo|given``; search data: ``--search_split=time|random|given``,
+``given`` keeping each event's own split, as ``--source=hem_qrels`` does with the official HEM
+benchmark: :mod:`beam_jobs.hem_qrels`), vocabularies (index 0 = PAD,
 1 = OOV, then by training frequency), encoding with the shared feature spec
 (:mod:`tfpps.data.schema`) and sharded gzip TFRecords per split.
 Before publishing, the job checks that no step lost or duplicated data:
@@ -73,7 +75,7 @@ import apache_beam as beam  # noqa: E402  (after the filter: Beam warns while it
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from beam_jobs import cleaning, examples, output_checks, timelines
+from beam_jobs import cleaning, examples, hem_qrels, output_checks, timelines
 from beam_jobs.events import SourceError
 from beam_jobs.reading import (
     COUNTS, DEAD, ReadEventsFn, check_files, expand_inputs, raise_source_errors, source_error_from_runner,
@@ -136,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test_fraction", type=float, default=0.3, help="--kind=search: last fraction of each user's purchases for test")
     p.add_argument("--valid_fraction", type=float, default=0.1, help="--kind=search: fraction before the test part for validation")
     p.add_argument("--max_history", type=int, default=100, help="--kind=search: most recent purchases kept as history")
-    p.add_argument("--search_split", default="time", choices=examples.SEARCH_SPLITS, help="--kind=search: each user's test purchases are the last ones (time) or a seeded random draw (random, as the HEM code)")
+    p.add_argument("--search_split", default=None, choices=examples.SEARCH_SPLITS, help="--kind=search: each user's test purchases are the last ones (time), a seeded random draw (random, as the HEM code) or the split each event carries (given: a 'split' column, or the official train/test qrels of --source=hem_qrels, its default); default time")
+    p.add_argument("--reviews", default="", help="--source=hem_qrels: the 5-core review dump (reviews_*_5.json.gz); item text = the "
+                   "words of each item's training reviews (the lines train_review_id.txt.gz lists) instead of its training queries")
     p.add_argument("--test_query_fraction", type=float, default=0.0, help="--kind=search: share of distinct queries held out for evaluation only (HEM: 0.3); every product keeps a training query")
     p.add_argument("--num_shards", type=int, default=4, help="TFRecord shards per split (0 = runner decides)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory (only one tfpps created)")
@@ -189,6 +193,52 @@ def reject_unknown_flags(beam_args: list[str], parser: argparse.ArgumentParser) 
         raise JobError(f"unknown flag --{name} (not a job flag nor a Beam pipeline option{hint})")
 
 
+# Flags that would change the official HEM data (--source=hem_qrels): (flag, is it set?)
+_HEM_FILTERS = (
+    ("min_rating", lambda a: a.min_rating is not None),
+    ("event_types", lambda a: bool(a.event_types)),
+    ("min_user_interactions", lambda a: a.min_user_interactions > 1),
+    ("min_item_interactions", lambda a: a.min_item_interactions > 1),
+    ("dedup_consecutive", lambda a: a.dedup_consecutive),
+)
+
+
+def check_hem_flags(args: argparse.Namespace) -> None:
+    """Resolve ``--search_split`` (``given`` for ``--source=hem_qrels``, else ``time``) and refuse, in one line,
+    what would not keep the HEM benchmark's official split and data: another kind or search split, a
+    filter, a random query hold-out, ``--reviews`` without the source."""
+    hem = args.source == hem_qrels.SOURCE_NAME
+    if args.search_split is None:
+        args.search_split = "given" if hem else "time"
+    if args.reviews and not hem:
+        raise JobError(f"--reviews applies to --source={hem_qrels.SOURCE_NAME} (the training reviews of its benchmark)")
+    if args.search_split == "given" and args.test_query_fraction > 0:
+        raise JobError("--test_query_fraction applies to --search_split=time|random; --search_split=given keeps the "
+                       "test queries of the given test part")
+    if not hem:
+        return
+    if args.kind != "search":
+        raise JobError(f"--source={hem_qrels.SOURCE_NAME} is a product-search benchmark: it needs --kind=search")
+    if args.search_split != "given":
+        raise JobError(f"--source={hem_qrels.SOURCE_NAME} keeps the benchmark's official split: --search_split=given "
+                       f"(not {args.search_split})")
+    for flag, is_set in _HEM_FILTERS:
+        if is_set(args):
+            raise JobError(f"--{flag}={getattr(args, flag)}: --source={hem_qrels.SOURCE_NAME} keeps the official "
+                           "benchmark data as it is (no filter may change it)")
+
+
+def split_name(args: argparse.Namespace) -> str:
+    """The split a dataset really used, for ``dataset.json`` / ``stats.json``: ``--split`` for sequential and basket
+    data; for search data its ``--search_split`` (``time``, ``random``, ``given``; ``hem_given`` for the HEM
+    benchmark's official split)."""
+    if args.kind != "search":
+        return args.split
+    if args.search_split == "given" and args.source == hem_qrels.SOURCE_NAME:
+        return "hem_given"
+    return args.search_split
+
+
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
@@ -202,6 +252,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         raise JobError(f"--kcore_iterations={args.kcore_iterations}: must be >= 1")
     if args.session_gap_minutes <= 0:
         raise JobError(f"--session_gap_minutes={args.session_gap_minutes}: must be > 0")
+    check_hem_flags(args)
     try:
         examples.ExampleOptions(
             basket_by=args.basket_by, test_fraction=args.test_fraction, valid_fraction=args.valid_fraction,
@@ -447,10 +498,16 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         | "ReshuffleFiles" >> beam.Reshuffle()
         | "ReadEvents" >> beam.ParDo(ReadEventsFn(
             args.source, count_rows=True, file_splits=getattr(args, "file_splits", {}),
-            require_split=args.split == "given")).with_outputs(DEAD, COUNTS, main="events")
+            require_split=args.split == "given" or (args.kind == "search" and args.search_split == "given"))).with_outputs(DEAD, COUNTS, main="events")
     )
     events, dead = read.events, read[DEAD]
     stats.append(read[COUNTS])  # rows_read == events_parsed + rows_dead_lettered + rows_blank + rows_header
+    item_words = None  # (item, text words) of --source=hem_qrels: its training queries or training reviews
+    if args.reviews:  # --source=hem_qrels: item text from the training reviews; their bad lines are dead letters
+        reviews = hem_qrels.TrainingReviewText(args.reviews, hem_qrels.review_ids_file(args.input))
+        item_words = p | "TrainingReviewText" >> reviews
+        stats.append(reviews.counts | "ReviewCounts" >> beam.CombinePerKey(sum))
+        dead = (dead, reviews.dead) | "WithReviewDead" >> beam.Flatten()
     if meta_files:
         meta = (
             p
@@ -475,6 +532,11 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
     dead | "DeadJson" >> beam.Map(json.dumps) | "WriteDead" >> beam.io.WriteToText(
         f"{tmp_out}/{schema.DEAD_LETTER_DIR}/part", file_name_suffix=".jsonl"
     )
+    if args.source == hem_qrels.SOURCE_NAME:  # one qrels line per (user, query, item): one event per purchase
+        events = events | "QrelsPurchases" >> hem_qrels.PurchasesFromQrels()
+        stats.append(counted(events, "qrels_purchases"))
+        if item_words is None:
+            item_words = events | "TrainingQueryText" >> hem_qrels.TrainingQueryText()
 
     eval_events = None
     if args.split == "given" and args.filter_eval != "true":  # the filters below see the training part only
@@ -535,6 +597,9 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
             | "MaxTrainTime" >> beam.CombineGlobally(lambda ts: max(ts, default=0))
         )
     test_queries = None
+    if args.kind == "search" and args.search_split == "given":  # the given test queries; none is drawn
+        given_test = events | "GivenTestQueries" >> GivenTestQueries()
+        stats.append(given_test | "GivenTestQueryCounts" >> beam.CombinePerKey(sum))
     if args.kind == "search" and args.test_query_fraction > 0:
         held_out = events | "HeldOutQueries" >> HeldOutQueries(args.test_query_fraction, args.split_seed)
         stats.append(counted(held_out, "test_only_queries"))
@@ -561,10 +626,17 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         "users": records
         | "UserOccurrences" >> beam.Map(lambda sr, k=args.kind: (sr[1]["user_id"], user_weight(k, *sr))),
     }
+    given_search = args.kind == "search" and args.search_split == "given"
     if args.kind == "search":
-        word_sources = [records | "WordOccurrences" >> beam.FlatMap(lambda sr: [(w, int(sr[0] == "train")) for w in sr[1]["query_words"]])]
+        # --search_split=given: validation queries are training queries too (their words count); words only in
+        # test queries get no id (OOV), so test queries say nothing the training data does not
+        training_splits = ("train", "valid") if given_search else ("train",)
+        word_sources = [records | "WordOccurrences" >> beam.FlatMap(
+            lambda sr, t=training_splits: [(w, int(sr[0] in t)) for w in sr[1]["query_words"]])]
         if meta_files:
             word_sources.append(meta.meta | "ItemTextWords" >> beam.FlatMap(lambda m: [(w, 1) for w in examples.item_text_words(m)]))
+        if item_words is not None:
+            word_sources.append(item_words | "HemItemTextWords" >> beam.FlatMap(lambda iw: [(w, 1) for w in iw[1]]))
         vocabs["words"] = word_sources | "AllWords" >> beam.Flatten()
         vocabs["queries"] = records | "QueryOccurrences" >> beam.Map(lambda sr: (sr[1]["query"], int(sr[0] == "train")))
     index = {}
@@ -572,7 +644,8 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         vocab = (
             occurrences
             | f"{name}Counts" >> beam.CombinePerKey(sum)
-            | f"{name}Vocab" >> beam.CombineGlobally(VocabCombineFn(keep_zero=keep_zero or name != "items"))
+            | f"{name}Vocab" >> beam.CombineGlobally(VocabCombineFn(
+                keep_zero=(keep_zero or name != "items") and not (given_search and name == "words")))
         )
         (
             vocab
@@ -606,10 +679,26 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
                 num_shards=args.num_shards,
             )
         )
-    if args.kind == "search" and meta_files:
+    if given_search:  # how many distinct test query words have no id (they occur in no training text)
+        stats.append(
+            records
+            | "TestQueryWords" >> beam.FlatMap(lambda sr: sr[1]["query_words"] if sr[0] == "test" else [])
+            | "DistinctTestQueryWords" >> beam.Distinct()
+            | "TestQueryWordOov" >> beam.FlatMap(
+                lambda w, words: [("test_query_words", 1), ("test_query_words_oov", int(w not in words))],
+                words=index["words"])
+            | "TestQueryWordCounts" >> beam.CombinePerKey(sum)
+        )
+    item_text = None
+    if args.kind == "search" and item_words is not None:
+        item_text = item_words | "EncodeItemText" >> beam.FlatMap(
+            encode_item_words, item_vocab=index["items"], word_vocab=index["words"]
+        )
+    elif args.kind == "search" and meta_files:
         item_text = meta.meta | "EncodeItemText" >> beam.FlatMap(
             encode_item_text, item_vocab=index["items"], word_vocab=index["words"]
         )
+    if item_text is not None:
         stats.append(counted(item_text, "item_text_records"))
         item_text | "WriteItemText" >> beam.io.WriteToTFRecord(
             f"{tmp_out}/{schema.ITEM_TEXT_DIR}/part", file_name_suffix=schema.TFRECORD_SUFFIX, num_shards=1
@@ -739,13 +828,39 @@ class HeldOutQueries(beam.PTransform):
 
 
 def encode_item_text(meta: dict, item_vocab: dict, word_vocab: dict):
+    """An item metadata record -> its ``item_text`` example (:func:`examples.item_text_words`)."""
+    yield from encode_item_words((meta["item_id"], examples.item_text_words(meta)), item_vocab, word_vocab)
+
+
+def encode_item_words(item_words: tuple[str, list[str]], item_vocab: dict, word_vocab: dict):
+    """``(item token, text words)`` -> its ``item_text`` example; nothing for an item not in the vocabulary."""
     from tfpps.data import schema
 
-    item = item_vocab.get(meta["item_id"])
+    item = item_vocab.get(item_words[0])
     if item is None:
         return
-    words = [word_vocab.get(w, schema.OOV_ID) for w in examples.item_text_words(meta)]
+    words = [word_vocab.get(w, schema.OOV_ID) for w in item_words[1]]
     yield schema.encode_example(schema.ITEM_TEXT, {"item_id": item, "word_ids": words})
+
+
+class GivenTestQueries(beam.PTransform):
+    """``--search_split=given``: events -> counts ``test_only_queries`` (the distinct queries of test events that
+    no training event has: the held-out queries, exactly those of the given test part) and
+    ``test_queries_seen_in_training`` (test queries that training events have too; 0 in the HEM benchmark)."""
+
+    def expand(self, events):
+        def kind(kv):
+            splits = set(kv[1])
+            if "test" in splits:
+                yield ("test_queries_seen_in_training" if "train" in splits else "test_only_queries"), 1
+
+        return (
+            events
+            | "QuerySplits" >> beam.FlatMap(lambda e: [(q, e.get("split") or "train") for q in examples.event_queries(e)])
+            | "DistinctQuerySplits" >> beam.Distinct()
+            | "SplitsByQuery" >> beam.GroupByKey()
+            | "QueryKind" >> beam.FlatMap(kind)
+        )
 
 
 class _PerUserFn(beam.DoFn):
@@ -841,7 +956,7 @@ def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float
         "source": args.source,
         "inputs": files,
         "kind": args.kind,
-        "split": args.split,
+        "split": split_name(args),
         "elapsed_seconds": round(elapsed, 2),
         "stages": {k: v for k, v in sorted(stats.items()) if not k.startswith(("dead_letter_reason:", cleaning.CHECK_PREFIX))},
         "dead_letter_reasons": {k.split(":", 1)[1]: v for k, v in sorted(stats.items()) if k.startswith("dead_letter_reason:")},
@@ -854,7 +969,7 @@ def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float
     _write_text(f"{tmp_out}/{schema.STATS_FILE}", json.dumps(full, indent=2) + "\n")
     meta = {
         "kind": args.kind,
-        "split": args.split,
+        "split": split_name(args),
         "source": args.source,
         "num_items": num_items,
         "num_users": num_users,
@@ -862,7 +977,7 @@ def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float
         "num_queries": _vocab_size(tmp_out, "queries"),
         "counts": {s: per_split[s]["records"] for s in schema.SPLITS},
         "has_item_meta": FileSystems.exists(f"{tmp_out}/{schema.VOCAB_DIR}/item_meta.jsonl"),
-        "eval_targets": "multi" if args.split == "fo" else "single",
+        "eval_targets": "multi" if args.split == "fo" or args.kind == "search" else "single",
         "flags": {k: v for k, v in vars(args).items()
                   if k not in ("input", "output", "train_input", "valid_input", "test_input", "file_splits")},
         "format_version": 1,
@@ -1024,6 +1139,12 @@ def publish(tmp_out: str, out: str) -> None:
     _delete_remote_tree(tmp_out)
 
 
+# search counters worth a summary line: the HEM benchmark's purchases, the given split's held-out queries and
+# their words without an id, the items with text
+_SEARCH_SUMMARY_KEYS = ("qrels_purchases", "valid_purchases_carved", "test_only_queries", "test_queries_seen_in_training",
+                        "test_query_words", "test_query_words_oov", "item_text_records", "train_reviews_used")
+
+
 def summary_table(stats: dict) -> str:
     st = stats["stages"]
     rows = [("rows read", st.get("rows_read", 0)), ("events parsed", st.get("events_parsed", 0)), ("rows dead-lettered", st.get("rows_dead_lettered", 0))]
@@ -1043,7 +1164,8 @@ def summary_table(stats: dict) -> str:
     for s, v in stats["splits"].items():
         rows.append((f"{s}: records / interactions / shards", f"{v['records']} / {v['interactions']} / {v['shards']}"))
     for k in sorted(st):
-        if k.endswith(("_unseen_items_removed", "_records_too_short")) or k in ("short_sessions_removed", "short_users_removed") or k.startswith("fo_"):
+        if k.endswith(("_unseen_items_removed", "_records_too_short")) or k in ("short_sessions_removed", "short_users_removed") or k.startswith("fo_") \
+                or k in _SEARCH_SUMMARY_KEYS:
             rows.append((k.replace("_", " "), st[k]))
     rows.append(("elapsed seconds", stats["elapsed_seconds"]))
     width = max(len(r[0]) for r in rows)
@@ -1175,6 +1297,12 @@ def input_files(args: argparse.Namespace) -> tuple[list[str], dict[int, str]]:
     def expand(flag: str) -> list[str]:
         return expand_inputs([s for s in getattr(args, flag).split(",") if s.strip()])
 
+    if args.source == hem_qrels.SOURCE_NAME:  # --input is the benchmark directory
+        try:
+            return hem_qrels.benchmark_files(args.input), {}
+        except SourceError as exc:
+            raise JobError(str(exc)) from None
+
     if args.split != "given" or args.input:
         return expand("input"), {}
     files, splits = [], {}
@@ -1219,6 +1347,9 @@ def run(argv: list[str]) -> dict:
     get_source(args.source)
     files, args.file_splits = input_files(args)
     check_files(args.source, files)
+    if args.reviews:  # before the pipeline starts: one line when the dump or the training review ids are absent
+        args.reviews = expand_inputs([args.reviews])[0]
+        hem_qrels.review_ids_file(args.input)
     resolve_valid_days(args)
     meta_files = expand_inputs([s for s in args.metadata.split(",") if s.strip()]) if args.metadata else []
     out = args.output.rstrip("/")

@@ -21,7 +21,12 @@ Search records (``--kind=search``), after Ai et al. (SIGIR 2017)
     ``valid_fraction`` before them in validation; ``random`` draws them at
     random, with a draw fixed by (``split_seed``, user) so every runner makes
     the same one (``scripts/split_train_test_data.py`` of the HEM code draws
-    30% of each user's reviews at random).
+    30% of each user's reviews at random). ``given`` keeps the split each event
+    carries (its ``split`` field, e.g. ``--source=hem_qrels``: the official
+    train / test qrels): training purchases train, test purchases test, and a
+    seeded ``valid_fraction`` of each user's training purchases (users with 2
+    or more, at least one left in training) become validation; see
+    :func:`given_split`.
 
     *Queries* can be held out too (``test_query_fraction``, 0.3 in the HEM
     code): that share of the distinct queries is test-only, except that every
@@ -53,7 +58,7 @@ from beam_jobs.sources import porter_stem, tokenize
 from beam_jobs.timelines import order_events
 
 BASKET_BY = ("id", "timestamp", "day")
-SEARCH_SPLITS = ("time", "random")
+SEARCH_SPLITS = ("time", "random", "given")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,31 +177,63 @@ def _eval_positions(user: str, n: int, opts: ExampleOptions) -> tuple[set[int], 
     return set(order[:n_test]), set(order[n_test : n_test + n_valid])
 
 
+def given_split(user: str, purchases: list[dict], opts: ExampleOptions) -> list[str]:
+    """``search_split=given``: the split of each purchase: its own (``train`` when it has none), with a
+    seeded share (``valid_fraction``, draw fixed by (``split_seed``, user)) of the user's training purchases
+    moved to ``valid``; a user keeps at least one training purchase.
+
+    >>> evs = [{"split": "train"}] * 9 + [{"split": "test"}]
+    >>> given_split("u", evs, ExampleOptions(search_split="given", valid_fraction=0.2)).count("valid")
+    2
+    """
+    split_of = [e.get("split") or "train" for e in purchases]
+    train_pos = [i for i, s in enumerate(split_of) if s == "train"]
+    n = len(train_pos)
+    n_valid = min(math.floor(n * opts.valid_fraction + 0.5), n - 1) if n >= 2 else 0
+    random.Random(f"{opts.split_seed}\x1fvalid\x1f{user}").shuffle(train_pos)
+    for i in train_pos[:n_valid]:
+        split_of[i] = "valid"
+    return split_of
+
+
 def build_search_records(
     user: str, events: Iterable[dict], opts: ExampleOptions, test_queries: Collection[str] | None = None
 ) -> tuple[dict[str, list[dict]], dict]:
     """Training pairs and per-(user, query) evaluation records; see the module docstring.
 
-    ``test_queries``: the held-out queries (``None``: no query hold-out).
+    ``test_queries``: the held-out queries (``None``: no query hold-out). With ``search_split=given`` the
+    events' own split is kept (:func:`given_split`), repeats are dropped within a split only, and test
+    records' history is every purchase of the user's given training part (validation ones included:
+    they are training purchases of the benchmark), validation records' the purchases left in training.
     """
+    given = opts.search_split == "given"
     purchases, bought = [], set()
     counters = {"users_in": 1}
     for e in order_events(events):
         if not event_queries(e):
             continue
-        if e["item_id"] in bought:  # one example per (user, item), like one review per (user, item) in Amazon dumps
+        key = (e.get("split") or "train", e["item_id"]) if given else e["item_id"]
+        if key in bought:  # one example per (user, item), like one review per (user, item) in Amazon dumps
             counters["repeat_purchases_dropped"] = counters.get("repeat_purchases_dropped", 0) + 1
             continue
-        bought.add(e["item_id"])
+        bought.add(key)
         purchases.append(e)
     out: dict[str, list[dict]] = {"train": [], "valid": [], "test": []}
     if not purchases:
         counters["short_users_removed"] = 1
         return out, counters
     n = len(purchases)
-    test_pos, valid_pos = _eval_positions(user, n, opts)
-    split_of = ["test" if i in test_pos else "valid" if i in valid_pos else "train" for i in range(n)]
+    if given:
+        split_of = given_split(user, purchases, opts)
+        counters["valid_purchases_carved"] = sum(s == "valid" and (e.get("split") or "train") == "train"
+                                                 for e, s in zip(purchases, split_of))
+    else:
+        test_pos, valid_pos = _eval_positions(user, n, opts)
+        split_of = ["test" if i in test_pos else "valid" if i in valid_pos else "train" for i in range(n)]
     train_history = [_history_entry(e, test_queries) for e, s in zip(purchases, split_of) if s == "train"]
+    eval_history = {"valid": train_history, "test": train_history}
+    if given:  # the benchmark's whole training part: the items a test ranking must leave out
+        eval_history["test"] = [_history_entry(e, test_queries) for e in purchases if (e.get("split") or "train") == "train"]
     counters.update(users=1, interactions=n)
 
     def count(name: str) -> None:
@@ -221,7 +258,7 @@ def build_search_records(
             if rec is None:
                 rec = grouped[(split, query)] = {
                     "user_id": user, "query": query, "query_words": query.split(" "), "item_id": e["item_id"],
-                    **_history_fields(train_history), "timestamp": int(e["timestamp"]), "target_items": [],
+                    **_history_fields(eval_history[split]), "timestamp": int(e["timestamp"]), "target_items": [],
                 }
                 out[split].append(rec)
             if e["item_id"] not in rec["target_items"]:

@@ -21,7 +21,8 @@ inputs). Every event has passed :func:`~beam_jobs.events.validate_event`.
 
 Registered sources (``SOURCES``): ``csv``, ``jsonl``, ``parquet`` (canonical
 columns), ``movielens``, ``yoochoose``, ``diginetica``, ``amazon``, ``tafeng``,
-``srgnn`` (SR-GNN pickles, restricted unpickler).
+``srgnn`` (SR-GNN pickles, restricted unpickler), ``hem_qrels`` (the HEM product-search
+benchmark's qrels, in :mod:`beam_jobs.hem_qrels`).
 
 Column-name aliases (canonical csv / jsonl / parquet). Names are compared after
 lower-casing, dropping a RecBole ``:type`` suffix and removing every
@@ -1186,6 +1187,11 @@ SOURCES: dict[str, SourceAdapter] = {
         SrgnnSource(),
     )
 }
+
+
+# Sources in modules of their own register themselves (they subclass SourceAdapter, so they are imported
+# after it): ``hem_qrels`` (the HEM benchmark's qrels; beam_jobs/hem_qrels.py).
+from beam_jobs import hem_qrels as _hem_qrels  # noqa: E402,F401
 
 
 def get_source(name: str) -> SourceAdapter:

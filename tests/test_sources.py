@@ -202,6 +202,7 @@ def test_decode_line():
 def test_registry():
     assert set(SOURCES) == {
         "csv", "jsonl", "parquet", "movielens", "yoochoose", "diginetica", "amazon", "tafeng", "srgnn",
+        "hem_qrels",
     }
     for name, adapter in SOURCES.items():
         assert adapter.name == name and adapter.file_format in ("text", "parquet", "pickle")
