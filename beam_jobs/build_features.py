@@ -22,7 +22,7 @@ split (``--split=loo|last_session|time|fo|given``; search data: ``--search_split
 ``given`` keeping each event's own split, as ``--source=hem_qrels`` does with the official HEM
 benchmark: :mod:`beam_jobs.hem_qrels`), vocabularies (index 0 = PAD,
 1 = OOV, then by training frequency), encoding with the shared feature spec
-(:mod:`tfpps.data.schema`) and sharded gzip TFRecords per split.
+(:mod:`tfpps.spec.schema`) and sharded gzip TFRecords per split.
 Before publishing, the job checks that no step lost or duplicated data:
 each hand-over (dedup, k-core filters, per-user grouping, encoder) received
 what the step before sent, and the written shards, dead letters and
@@ -341,7 +341,7 @@ def counted(pcoll, name: str):
 
 def make_vocab(counts: list[tuple[str, int]], keep_zero: bool) -> list[tuple[str, int]]:
     """Sort ``(token, train_count)`` by descending count then token; index 0/1 are PAD/OOV."""
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     rows = [(t, c) for t, c in counts if keep_zero or c > 0]
     rows.sort(key=lambda tc: (-tc[1], tc[0]))
@@ -388,7 +388,7 @@ class EncodeFn(beam.DoFn):
         self.kind, self.drop_unseen, self.min_train_items = kind, drop_unseen_eval_items, min_train_items
 
     def process(self, element, item_vocab, user_vocab, word_vocab, query_vocab):
-        from tfpps.data import schema
+        from tfpps.spec import schema
 
         split, rec = element
         yield beam.pvalue.TaggedOutput("counts", (f"{cleaning.CHECK_PREFIX}encode:kept", 1))  # arrived here
@@ -428,7 +428,7 @@ class EncodeFn(beam.DoFn):
         yield split, schema.encode_example(self.kind, example)
 
     def _sequential(self, split, rec, item_vocab):
-        from tfpps.data import schema
+        from tfpps.spec import schema
 
         items = [item_vocab.get(t, schema.OOV_ID) for t in rec["item_ids"]]
         times, starts = rec["timestamps"], rec["session_starts"]
@@ -465,7 +465,7 @@ class EncodeFn(beam.DoFn):
 
 # ----------------------------------------------------------------------------- pipeline
 def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str], meta_files: list[str], tmp_out: str):
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     opts = timelines.TimelineOptions(
         split=args.split,
@@ -834,7 +834,7 @@ def encode_item_text(meta: dict, item_vocab: dict, word_vocab: dict):
 
 def encode_item_words(item_words: tuple[str, list[str]], item_vocab: dict, word_vocab: dict):
     """``(item token, text words)`` -> its ``item_text`` example; nothing for an item not in the vocabulary."""
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     item = item_vocab.get(item_words[0])
     if item is None:
@@ -915,7 +915,7 @@ def read_stats(tmp_out: str) -> dict:
 
 def _vocab_rows(tmp_out: str, name: str):
     """The rows of a vocabulary file, streamed (the user vocabulary can be as large as the user base)."""
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     path = f"{tmp_out}/{schema.VOCAB_DIR}/{schema.VOCAB_FILES[name]}"
     if not FileSystems.exists(path):
@@ -933,7 +933,7 @@ def _vocab_size(tmp_out: str, name: str) -> int:
 
 def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float, files: list[str]) -> dict:
     """Write stats.json, the ``.tfpps`` marker and dataset.json next to the shards; returns the stats."""
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     num_items, item_count_total = 0, 0
 
@@ -1049,7 +1049,7 @@ def output_exists(out: str) -> bool:
 
 def is_dead_publish(out: str) -> bool:
     """An object-store output whose publish was killed: the marker is there, ``dataset.json`` is not."""
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     return (not is_local(out) and FileSystems.exists(f"{out}/{PUBLISHING_MARKER}")
             and not FileSystems.exists(f"{out}/{schema.DATASET_FILE}"))
@@ -1058,7 +1058,7 @@ def is_dead_publish(out: str) -> bool:
 def _delete_remote_tree(path: str) -> None:
     """Delete every file under ``path``; ``dataset.json`` first, so no reader takes a half-deleted dataset
     for a complete one."""
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     files = _files_under(path)
     first = [f for f in files if f == f"{path}/{schema.DATASET_FILE}"]
@@ -1074,7 +1074,7 @@ def check_replaceable(out: str, flag: str = "--output") -> None:
     created, i.e. unless replacing it loses nothing of anyone's. Locally :func:`tfpps.ownership.check_replaceable`;
     on object stores ``out`` must hold ``dataset.json``, the ``.tfpps`` marker or a killed publish's
     ``_PUBLISHING`` marker."""
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     if is_local(out):
         ownership.check_replaceable(out, ownership.DATASET, flag)
@@ -1106,7 +1106,7 @@ def publish(tmp_out: str, out: str) -> None:
 
     Only what tfpps created is replaced (:func:`check_replaceable`, checked again here).
     """
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     check_replaceable(out)
     if is_local(out):
@@ -1241,7 +1241,7 @@ def empty_dataset_reason(stats: dict, args: argparse.Namespace, files: list[str]
     """Why the finished pipeline wrote no examples at all (a search dataset: no training examples, each of
     which has a query), in one line naming the stage that emptied it; None when it has some. Such a
     dataset used to publish with exit status 0, and training then crashed on it."""
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     kept = stats.get("train_records", 0) if args.kind == "search" else sum(stats.get(f"{s}_records", 0) for s in schema.SPLITS)
     if kept > 0:

@@ -54,8 +54,8 @@ import math
 import random
 from typing import Collection, Iterable
 
-from beam_jobs.sources import porter_stem, tokenize
 from beam_jobs.timelines import order_events
+from tfpps.spec.text import normalize_words
 
 BASKET_BY = ("id", "timestamp", "day")
 SEARCH_SPLITS = ("time", "random", "given")
@@ -81,14 +81,6 @@ class ExampleOptions:
             raise ValueError(f"test_query_fraction={self.test_query_fraction}: must be in [0, 1)")
         if not 0 < self.test_fraction < 1 or not 0 <= self.valid_fraction < 1 or self.test_fraction + self.valid_fraction >= 1:
             raise ValueError("test_fraction and valid_fraction must be in (0, 1) and sum to less than 1")
-
-
-def normalize_words(text: str) -> list[str]:
-    """Lower-case, split on non-alphanumerics, Porter-stem, de-duplicate (first occurrence kept)."""
-    seen: dict[str, None] = {}
-    for tok in tokenize(text or ""):
-        seen.setdefault(porter_stem(tok), None)
-    return list(seen)
 
 
 # ----------------------------------------------------------------------------- baskets

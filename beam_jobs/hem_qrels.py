@@ -182,9 +182,9 @@ class PurchasesFromQrels(beam.PTransform):
 
 
 def capped_words(text: str) -> list[str]:
-    """Normalised words of ``text`` (:func:`beam_jobs.examples.normalize_words`), the first
+    """Normalised words of ``text`` (:func:`tfpps.spec.text.normalize_words`), the first
     :data:`MAX_ITEM_TEXT_WORDS` kept."""
-    from beam_jobs.examples import normalize_words
+    from tfpps.spec.text import normalize_words
 
     return normalize_words(text)[:MAX_ITEM_TEXT_WORDS]
 

@@ -68,7 +68,7 @@ def _files(pattern: str) -> list[str]:
 
 def verify_outputs(tmp_out: str, stats: dict) -> list[str]:
     """One line per output whose content differs from the pipeline's own count (empty when all agree)."""
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     failures = []
     for split in schema.SPLITS:

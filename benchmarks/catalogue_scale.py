@@ -65,7 +65,7 @@ def write_dataset(out: Path, num_items: int, train_sessions: int, test_prefixes:
     import tfpps  # noqa: F401
     import tensorflow as tf
 
-    from tfpps.data import schema
+    from tfpps.spec import schema
 
     rng = np.random.default_rng(seed)
     mean_len = 5.0  # DIGINETICA: ~4.9 clicks per session

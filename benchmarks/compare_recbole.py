@@ -113,7 +113,9 @@ def run_recbole(model: str, data_dir: Path, epochs: int, lr: float, reuse: bool,
 
 def tfpps_curve(r: dict) -> list[tuple[int, float, float]]:
     """(epoch, cumulative train seconds, val ndcg@10) from the run's validation.json."""
-    state = json.loads((Path(r["run_dir"]) / "validation.json").read_text())
+    from tfpps.runs.run_dir import RunDir
+
+    state = RunDir(r["run_dir"]).load_validation()
     out, t = [], 0.0
     for h in state["history"]:
         t += h["train_seconds"]

@@ -50,8 +50,9 @@ def _run(name: str, cmd: list[str], run_dir: Path, reuse: bool) -> dict:
     (RESULTS / "runs" / f"distributed-{name}.log").write_text(log)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{log[-4000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    history = json.loads((run_dir / "validation.json").read_text())["history"]
+    from tfpps.runs.run_dir import RunDir
+
+    metrics, history = RunDir(run_dir).load_metrics(), RunDir(run_dir).load_validation()["history"]
     record = {"cmd": cmd, "wall_seconds": round(wall, 1), "load_before": [round(x, 2) for x in load_before],
               "load_after": [round(x, 2) for x in os.getloadavg()], "metrics": metrics, "history": history}
     out.write_text(json.dumps(record, indent=2) + "\n")

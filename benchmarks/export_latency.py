@@ -39,6 +39,7 @@ from tfpps.config import build_run_config
 from tfpps.data import pipeline
 from tfpps.data.datasets import ensure_dataset, shared_data_dir
 from tfpps.export import export_run
+from tfpps.runs.run_dir import RunDir
 from tfpps.serving.exported import load_exported
 from tfpps.serving.module import SCANN_MISSING, scann_available
 
@@ -56,7 +57,7 @@ def pick_dataset(name: str = "auto") -> tuple[str, str]:
 
 def train_briefly(model: str, dataset: str, epochs: int, reuse: bool) -> Path:
     run_dir = REPO / "runs" / f"bench-export-{model}-{dataset}"
-    if reuse and (run_dir / "metrics.json").exists():
+    if reuse and RunDir(run_dir).metrics.exists():
         return run_dir
     from tfpps.training.trainer import train
 

@@ -52,7 +52,9 @@ def train_examples(dataset: str) -> int:
 
 def epoch_seconds(result: dict) -> list[float]:
     """Per-epoch training seconds from the run's ``validation.json``."""
-    history = json.loads((REPO / result["run_dir"] / "validation.json").read_text())["history"]
+    from tfpps.runs.run_dir import RunDir
+
+    history = RunDir(REPO / result["run_dir"]).load_validation()["history"]
     return [h["train_seconds"] for h in history if "train_seconds" in h]
 
 

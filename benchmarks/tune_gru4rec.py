@@ -20,7 +20,6 @@ objective), ``tune_gru4rec_compare.png`` (best vs default, test), ``tune_gru4rec
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import sys
@@ -37,8 +36,11 @@ METRICS = ["recall@10", "mrr@10", "ndcg@10", "recall@20"]
 
 def train_once(config_file: str | None, epochs: int, seed: int, run_dir: Path) -> dict:
     """One training run (reused when it finished before)."""
-    if (run_dir / "metrics.json").exists() and (run_dir / "validation.json").exists():
-        result = json.loads((run_dir / "metrics.json").read_text())
+    from tfpps.runs.run_dir import RunDir
+
+    files = RunDir(run_dir)
+    if files.metrics.exists() and files.validation.exists():
+        result = files.load_metrics()
     else:
         from tfpps.config import build_run_config
         from tfpps.training.trainer import train
@@ -47,7 +49,7 @@ def train_once(config_file: str | None, epochs: int, seed: int, run_dir: Path) -
                      "train.valid_metric": "ndcg@10"}
         run = build_run_config("gru4rec", dataset="ml-100k", config_file=config_file, overrides=overrides)
         result = train(run, fresh=True)
-    state = json.loads((run_dir / "validation.json").read_text())
+    state = files.load_validation()
     return {"seed": seed, "run_dir": str(run_dir), "val_ndcg@10": state["best"], "best_epoch": state["best_epoch"],
             "test": result["metrics"], "s/epoch": result.get("train_seconds_per_epoch")}
 
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(d, ignore_errors=True)
 
     from tfpps import report, tune
+    from tfpps.runs.run_dir import RunDir
 
     sweep_argv = ["--model=gru4rec", "--dataset=ml-100k", f"--tuner={args.tuner}", f"--max-trials={args.trials}",
                   f"--dir={SWEEP_DIR}", f"--epochs={args.epochs}", "--seed=1", "--top=20"]  # trials train with seed 42
@@ -90,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         default_runs.append(train_once(None, args.epochs, seed, COMPARE_DIR / f"default-seed{seed}"))
         if seed == TRIAL_SEED and best["run_dirs"]:  # the trial itself: same config, same seed
             run_dir = Path(best["run_dirs"][0])
-            state = json.loads((run_dir / "validation.json").read_text())
-            metrics = json.loads((run_dir / "metrics.json").read_text())
+            state, metrics = RunDir(run_dir).load_validation(), RunDir(run_dir).load_metrics()
             best_runs.append({"seed": seed, "run_dir": str(run_dir), "val_ndcg@10": state["best"], "best_epoch": state["best_epoch"],
                               "test": metrics["metrics"], "s/epoch": metrics.get("train_seconds_per_epoch")})
         else:

@@ -16,7 +16,7 @@ import numpy as np
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps.data import schema
+from tfpps.spec import schema
 
 
 def leave_one_out_records(seqs: dict, item_id: dict, user_id: dict) -> dict[str, list[bytes]]:

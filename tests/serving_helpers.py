@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from tfpps import registry
 from tfpps.config import build_run_config
-from tfpps.data import schema
+from tfpps.spec import schema
 from markov_data import leave_one_out_records, write_loo_vocabularies
 
 N_ITEMS, N_USERS = 30, 40

@@ -23,7 +23,8 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs import build_features
 import tensorflow as tf
 
-from tfpps.data import pipeline, schema, synthetic
+from tfpps.data import pipeline, synthetic
+from tfpps.spec import schema
 
 REPO = Path(__file__).resolve().parents[1]
 IN_MEMORY = ["--direct_running_mode=in_memory"]

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from beam_jobs import build_features
-from tfpps.data import pipeline, schema
+from tfpps.data import pipeline
+from tfpps.spec import schema
 
 HEADER = "user_id,item_id,timestamp,rating\n"
 GOOD = [

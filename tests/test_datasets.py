@@ -6,7 +6,8 @@ import pytest
 
 import tfpps  # noqa: F401
 from beam_jobs import build_features
-from tfpps.data import datasets, schema
+from tfpps.data import datasets
+from tfpps.spec import schema
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from beam_jobs import build_features, examples
-from tfpps.data import pipeline, schema
+from tfpps.data import pipeline
+from tfpps.spec import schema
 
 
 def ev(item, ts, basket=None, query=None):

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from serving_helpers import N_ITEMS, tiny_export, tiny_run, workdir
 from tfpps.config import RunConfig
-from tfpps.data.schema import FIRST_ID, OOV_TOKEN, PAD_TOKEN
+from tfpps.spec.schema import FIRST_ID, OOV_TOKEN, PAD_TOKEN
 from tfpps.models.base import DatasetInfo, has_item_vectors
 from tfpps.models.gru4rec import GRU4Rec, GRU4RecConfig
 from tfpps.models.hrm import HRM, HRMConfig

@@ -5,7 +5,8 @@ import random
 import pytest
 
 from beam_jobs import build_features, timelines
-from tfpps.data import pipeline, schema
+from tfpps.data import pipeline
+from tfpps.spec import schema
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
 FO = timelines.TimelineOptions(split="fo")

@@ -13,7 +13,8 @@ import pytest
 
 from beam_jobs import build_features, examples, hem_qrels
 from beam_jobs.events import BadRow, SourceError
-from tfpps.data import pipeline, schema
+from tfpps.data import pipeline
+from tfpps.spec import schema
 
 QUERIES = [
     "cell phone accessory case",      # 0  training
@@ -89,7 +90,7 @@ def item_texts(out: Path) -> dict[str, set[str]]:
 
 
 def normalized(query: str) -> str:
-    from beam_jobs.examples import normalize_words
+    from tfpps.spec.text import normalize_words
 
     return " ".join(normalize_words(query))
 

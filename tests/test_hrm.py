@@ -313,7 +313,7 @@ def test_basket_training_examples_and_scoring():
 def test_next_basket_evaluation_ranks_the_whole_next_basket():
     """Next-basket protocol: the last history basket and the user give one ranking; every item of the
     held-out basket is relevant. Metrics checked by hand from the model's own scores."""
-    from tfpps.data import schema
+    from tfpps.spec import schema
     from tfpps.evaluation import evaluator
 
     raw = [

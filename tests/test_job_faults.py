@@ -17,7 +17,7 @@ import pytest
 
 from beam_jobs import build_features
 from tfpps import ownership
-from tfpps.data import schema
+from tfpps.spec import schema
 
 REPO = Path(__file__).resolve().parents[1]
 IN_MEMORY = ["--direct_running_mode=in_memory"]

@@ -278,7 +278,7 @@ def test_registry_and_yaml_defaults():
 
 
 def test_itemknn_reads_basket_records_as_time_ordered_sessions():
-    from tfpps.data import schema
+    from tfpps.spec import schema
     from tfpps.models.itemknn import _as_sequence
 
     raw = schema.encode_example(

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfpps.data import pipeline, schema
+from tfpps.data import pipeline
+from tfpps.spec import schema
 
 
 def records(seqs, targets=None):
@@ -65,24 +66,3 @@ def test_sharded_reads_are_disjoint_per_input_pipeline(tmp_path):
 def test_missing_dataset_dir_is_a_clear_error(tmp_path):
     with pytest.raises(pipeline.DatasetError, match="not a tfpps dataset"):
         pipeline.DatasetDir(tmp_path)
-
-
-def test_tfio_parquet_ingestion(tmp_path):
-    pa = pytest.importorskip("pyarrow")
-    import pyarrow.parquet as pq
-
-    path = str(tmp_path / "events.parquet")
-    pq.write_table(pa.table({"user_id": ["u1", "u2"], "item_id": ["a", "b"], "timestamp": [10, 20]}), path)
-    rows = list(pipeline.read_parquet_events(path).as_numpy_iterator())
-    assert len(rows) == 2
-    assert [(r["user_id"], r["item_id"], int(r["timestamp"])) for r in rows] == [(b"u1", b"a", 10), (b"u2", b"b", 20)]
-
-
-def test_bucketing_groups_similar_lengths():
-    seqs = [[2] * n for n in (2, 3, 9, 10, 2, 11, 3, 9)]
-    ds = pipeline.eval_examples(records(seqs, targets=[5] * len(seqs)), max_len=20)
-    batches = list(pipeline.batch_bucketed(ds, 2, boundaries=[5]).as_numpy_iterator())
-    # buckets <5 and >=5, two per batch, filled in arrival order: 2,3 | 2,3 and 9,10 | 11,9
-    lengths = sorted(sorted(b["length"].tolist()) for b in batches)
-    assert lengths == [[2, 3], [2, 3], [9, 10], [9, 11]]
-    assert all(max(b["length"]) < 5 or min(b["length"]) >= 5 for b in batches)

@@ -95,7 +95,7 @@ def test_report_of_runs_and_a_sweep_writes_valid_pngs_and_self_contained_html(tm
 
 
 def test_sweep_plot_and_history_csv_fallback(tmp_path):
-    run = report.load_run(fake_run(tmp_path / "r", 3, 0.1, csv_only=True))
+    run = report.read_run(fake_run(tmp_path / "r", 3, 0.1, csv_only=True))
     assert [h["epoch"] for h in run["history"]] == [1, 2, 3]  # CSVLogger's 0-based epochs shifted
     assert run["history"][-1]["val_ndcg@10"] == pytest.approx(0.1 * (1 - 0.5 / 3))
     sweep = report.load_sweep(fake_sweep(tmp_path / "s", n=3))

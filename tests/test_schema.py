@@ -2,7 +2,8 @@
 import pytest
 import tensorflow as tf
 
-from tfpps.data import pipeline, schema
+from tfpps.data import pipeline
+from tfpps.spec import schema
 
 RECORDS = {
     schema.SEQUENTIAL: {

@@ -1,4 +1,4 @@
-"""Tests for beam_jobs.events / beam_jobs.sources (plain Python, no Beam).
+"""Tests for beam_jobs.events / beam_jobs.sources (plain Python, no Beam); the text helpers are in test_spec.py.
 
 Fixtures are literal lines in the real formats of each dataset, written to
 ``tmp_path``. One test reads the first 1000 lines of the real shared samples
@@ -36,9 +36,6 @@ from beam_jobs.sources import (
     iter_text_file,
     parse_amazon_meta_line,
     parse_movielens_item_line,
-    porter_stem,
-    query_from_category_path,
-    tokenize,
 )
 
 TS_2014_04_07_105109 = 1396867869  # 2014-04-07T10:51:09Z
@@ -626,51 +623,6 @@ def test_tafeng(tmp_path):
     with pytest.raises(SourceError) as info:
         get_source("tafeng").open_state(path, "CUSTOMER_ID,MATERIAL_NUMBER")
     assert path in str(info.value) and "'ORDER_NUMBER'" in str(info.value)
-
-
-# --------------------------------------------------------------------------- #
-# text helpers
-# --------------------------------------------------------------------------- #
-PORTER_CASES = {
-    "caresses": "caress", "ponies": "poni", "ties": "ti", "caress": "caress", "cats": "cat",
-    "feed": "feed", "agreed": "agre", "plastered": "plaster", "bled": "bled",
-    "motoring": "motor", "sing": "sing", "conflated": "conflat", "troubled": "troubl",
-    "sized": "size", "hopping": "hop", "tanned": "tan", "falling": "fall", "hissing": "hiss",
-    "fizzed": "fizz", "failing": "fail", "filing": "file", "happy": "happi", "sky": "sky",
-    "running": "run", "relational": "relat", "conditional": "condit", "rational": "ration",
-    "valenci": "valenc", "hesitanci": "hesit", "digitizer": "digit", "conformabli": "conform",
-    "radicalli": "radic", "differentli": "differ", "vileli": "vile", "analogousli": "analog",
-    "vietnamization": "vietnam", "predication": "predic", "operator": "oper",
-    "feudalism": "feudal", "decisiveness": "decis", "hopefulness": "hope",
-    "callousness": "callous", "formaliti": "formal", "sensitiviti": "sensit",
-    "sensibiliti": "sensibl", "triplicate": "triplic", "formative": "form",
-    "formalize": "formal", "electriciti": "electr", "electrical": "electr", "hopeful": "hope",
-    "goodness": "good", "revival": "reviv", "allowance": "allow", "inference": "infer",
-    "airliner": "airlin", "gyroscopic": "gyroscop", "adjustable": "adjust",
-    "defensible": "defens", "irritant": "irrit", "replacement": "replac",
-    "adjustment": "adjust", "dependent": "depend", "adoption": "adopt", "homologou": "homolog",
-    "communism": "commun", "activate": "activ", "angulariti": "angular",
-    "homologous": "homolog", "effective": "effect", "bowdlerize": "bowdler",
-    "probate": "probat", "rate": "rate", "cease": "ceas", "controll": "control", "roll": "roll",
-    "generalization": "gener", "oscillators": "oscil", "is": "is", "a": "a",
-}
-
-
-@pytest.mark.parametrize("word, stem", sorted(PORTER_CASES.items()))
-def test_porter_stem(word, stem):
-    assert porter_stem(word) == stem
-
-
-def test_tokenize_and_query_from_category_path():
-    assert tokenize("Clothing, Shoes & Jewelry -- Men's_Watches 2nd") == [
-        "clothing", "shoes", "jewelry", "men", "s", "watches", "2nd"]
-    assert tokenize("Café Crème") == ["café", "crème"]
-    assert query_from_category_path(["Clothing, Shoes & Jewelry", "Women", "Shoes"]) == \
-        "cloth shoe jewelri women"
-    assert query_from_category_path(["Sports & Outdoors", "Other Sports", "Dance"]) == \
-        "sport outdoor other danc"
-    assert query_from_category_path(["Books", "the Books"], stopwords=["the"]) == "book"
-    assert query_from_category_path([]) == ""
 
 
 # --------------------------------------------------------------------------- #

@@ -10,7 +10,7 @@ import yaml
 
 from tfpps import tune
 from tfpps.config import ConfigError, build_run_config
-from tfpps.data import schema
+from tfpps.spec import schema
 
 N_USERS, N_ITEMS = 60, 30
 # Keras Tuner 1.4.8 calls threading.currentThread() (deprecated) on every oracle call

@@ -1,7 +1,7 @@
 """Command line: ``python -m tfpps.evaluate --run=DIR [--split=test] [--set eval.ks=[5,10,20]] [--verbose]``.
 
 Rebuilds the run's model from its saved ``config.yaml``, loads the best
-weights and ranks ALL items for every example of the split (no sampled
+weights (:meth:`tfpps.runs.RunDir.load`, as ``tfpps.serving`` does) and ranks ALL items for every example of the split (no sampled
 metrics). Prints a table and writes ``metrics-<split>.json`` in the run dir.
 Weights that do not fit the config (e.g. ``config.yaml`` edited after
 training) stop it with one line.
@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import tfpps
-from tfpps.config import ConfigError, apply_overrides, load_yaml, parse_set_args, run_config_from_dict
+from tfpps.config import ConfigError, parse_set_args
+from tfpps.runs.run_dir import RunDir
 
 PROG = "tfpps.evaluate"
 
@@ -30,28 +30,20 @@ def main(argv: list[str] | None = None) -> int:
     from tfpps.data.pipeline import DatasetError
 
     try:
-        run_dir = Path(args.run)
-        if not (run_dir / "config.yaml").exists():
-            raise ConfigError(f"--run={args.run}: no config.yaml there; is it a tfpps run directory?")
-        run = run_config_from_dict(load_yaml(run_dir / "config.yaml"))
-        apply_overrides(run, parse_set_args(args.set))
-        run.validate()
-        from tfpps import registry
-        from tfpps.data.pipeline import DatasetDir
+        run_dir = RunDir(args.run)
+        run_dir.require(f"--run={args.run}")  # before the --set values are read
+        # the saved config with the --set values, its best weights (ConfigError when missing or not fitting
+        # the config), or a non-neural model refitted on the training split
+        loaded = run_dir.load(overrides=parse_set_args(args.set), label=f"--run={args.run}")
+        run, data, model = loaded.run, loaded.data, loaded.model
         from tfpps.training import trainer
 
-        data = DatasetDir(run.data.dir)
-        model = trainer.build_model(run, data)
-        if registry.get(run.model).family == registry.NONNEURAL:
-            model.fit_data(data)  # counts and neighbour tables are rebuilt from the training split
-        else:
-            trainer.load_best_weights(model, run_dir)  # ConfigError when missing or not fitting the config
         t0 = time.time()
         metrics = trainer.evaluate_split(model, data, args.split, run, progress=True)
         seconds = time.time() - t0
         from tfpps.evaluation import evaluator
 
-        evaluator.write_metrics(run_dir / f"metrics-{args.split}.json", {"metrics": metrics, "eval_seconds": round(seconds, 3)})
+        evaluator.write_metrics(run_dir.split_metrics(args.split), {"metrics": metrics, "eval_seconds": round(seconds, 3)})
     except (ConfigError, DatasetError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

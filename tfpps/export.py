@@ -34,6 +34,7 @@ from typing import Callable
 
 import tfpps  # noqa: F401
 from tfpps.config import ConfigError  # no TensorFlow import before the flags are checked
+from tfpps.runs.run_dir import RunDir
 
 PROG = "python -m tfpps.export"
 SCORE_EXPORTABLE = ("pop", "itemknn", "sknn", "vsknn")  # non-neural models scored in TensorFlow
@@ -97,7 +98,7 @@ def export_run(run_dir: str | Path, out: str | Path, k: int = 10, index: str = "
         n_meta = item_meta.copy_item_meta(
             item_meta.dataset_item_meta_path(data.path), tmp / manifest_mod.ITEM_META_EXPORT, set(items.real_tokens)
         )
-        metrics_path = loaded.run_dir / "metrics.json"
+        metrics_path = RunDir(loaded.run_dir).metrics
         manifest = {
             "format": manifest_mod.FORMAT,
             "model": run.model,
@@ -152,8 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="auto (default): ScaNN when installed and >= 1000 items, else BruteForce")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    if not (Path(args.run) / "config.yaml").exists():  # checked before TensorFlow loads
-        print(f"tfpps.export: error: --run={args.run}: no config.yaml there; is it a tfpps run directory?", file=sys.stderr)
+    try:
+        RunDir(args.run).require(f"--run={args.run}")  # checked before TensorFlow loads
+    except ConfigError as exc:
+        print(f"tfpps.export: error: {exc}", file=sys.stderr)
         return 2
     if args.k < 1:
         print(f"tfpps.export: error: --k={args.k}: must be >= 1", file=sys.stderr)

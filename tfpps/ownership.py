@@ -33,13 +33,15 @@ import json
 import os
 from pathlib import Path
 
+from tfpps.runs.run_dir import CONFIG as RUN_CONFIG, WEIGHTS_DIR as RUN_WEIGHTS
+
 MARKER = ".tfpps"
 DATASET = "dataset"
 RUN = "run"
 KINDS = (DATASET, RUN)
 
 # what a directory of each kind holds even without the marker (written before it existed)
-_LEGACY_EVIDENCE = {DATASET: ("dataset.json",), RUN: ("config.yaml", "weights")}
+_LEGACY_EVIDENCE = {DATASET: ("dataset.json",), RUN: (RUN_CONFIG, RUN_WEIGHTS)}
 _MISSING = {DATASET: "no dataset.json", RUN: "no .tfpps marker"}
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import tfpps
 from tfpps.errors import first_line
 from tfpps.config import ConfigError  # no TensorFlow import before the flags are checked
+from tfpps.runs.run_dir import is_run_dir
 
 PROG = "tfpps.recommend"
 
@@ -79,7 +80,7 @@ def model_dir_kind(path: str) -> str:
         raise ConfigError(f"--model-dir={path}: no such directory")
     if is_export_dir(p):
         return "export"
-    if (p / "config.yaml").exists():
+    if is_run_dir(p):
         return "run"
     raise ConfigError(
         f"--model-dir={path}: neither an export directory (saved_model.pb + export_manifest.json) "

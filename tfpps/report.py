@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import csv
 import html
 import json
 import math
@@ -27,15 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from tfpps.config import ConfigError
+from tfpps.runs.run_dir import RunDir, has_results
 
 DEFAULT_METRICS = ("recall@10", "mrr@10", "ndcg@10", "recall@20")
 
 
 # --------------------------------------------------------------------------- loading
-def is_run_dir(path: Path) -> bool:
-    return any((path / name).exists() for name in ("validation.json", "history.csv", "metrics.json"))
-
-
 def is_sweep_dir(path: Path) -> bool:
     return (path / "trials.json").exists() or (path / "oracle.json").exists()
 
@@ -48,29 +44,27 @@ def _float(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def load_run(path: Path, label: str | None = None) -> dict:
-    """Per-epoch history (validation.json, else history.csv), test metrics and config of one run dir."""
+def read_run(path: Path, label: str | None = None) -> dict:
+    """What the report shows of one run dir: per-epoch history (validation.json, else history.csv), test
+    metrics and config (loading its model is :meth:`tfpps.runs.RunDir.load`)."""
     path = Path(path)
+    files = RunDir(path)
     history: list[dict] = []
-    state_path, csv_path = path / "validation.json", path / "history.csv"
     valid_metric = None
-    if state_path.exists():
-        state = json.loads(state_path.read_text())
+    state = files.load_validation()
+    if state is not None:
         history = [dict(h) for h in state.get("history", [])]
-    if csv_path.exists():
-        with open(csv_path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.DictReader(fh))
+    if files.history.exists():
+        rows = files.read_history_csv()
         if not history:
             history = [{k: (_float(v) if k != "epoch" else int(float(v)) + 1) for k, v in r.items()} for r in rows]
     config = {}
-    if (path / "config.yaml").exists():
-        import yaml
-
-        config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    if files.is_run_dir():
+        config = files.read_config() or {}
         valid_metric = (config.get("train") or {}).get("valid_metric")
     metrics = {}
-    if (path / "metrics.json").exists():
-        metrics = json.loads((path / "metrics.json").read_text()).get("metrics") or {}
+    if files.metrics.exists():
+        metrics = files.load_metrics().get("metrics") or {}
     return {"label": label or path.name, "path": str(path), "history": history, "metrics": metrics, "config": config,
             "valid_metric": valid_metric or "ndcg@10"}
 
@@ -100,21 +94,21 @@ def collect(inputs: list[str]) -> tuple[list[dict], list[dict]]:
             for t in sweep["trials"]:
                 for run_dir in t.get("run_dirs", [])[:1]:
                     if Path(run_dir).is_dir():
-                        run = load_run(Path(run_dir), f"{sweep['name']}/trial {t['trial_id']}")
+                        run = read_run(Path(run_dir), f"{sweep['name']}/trial {t['trial_id']}")
                         run["sweep"] = sweep["name"]
                         hb = t.get("hyperband") or {}
                         if hb.get("tuner/trial_id"):  # a continued Hyperband trial: its epochs follow the parent's
                             for row in run["history"]:
                                 row["epoch"] = int(row.get("epoch") or 0) + int(hb.get("tuner/initial_epoch") or 0)
                         runs.append(run)
-        elif is_run_dir(path):
-            runs.append(load_run(path))
+        elif has_results(path):
+            runs.append(read_run(path))
         else:
-            children = sorted(p for p in path.iterdir() if p.is_dir() and is_run_dir(p))
+            children = sorted(p for p in path.iterdir() if p.is_dir() and has_results(p))
             if not children:
                 raise ConfigError(f"--runs={item}: not a run directory (no validation.json, history.csv or metrics.json), "
                                   "a sweep directory (trials.json) or a folder of run directories")
-            runs.extend(load_run(p) for p in children)
+            runs.extend(read_run(p) for p in children)
     labels: dict[str, int] = {}
     for run in runs:  # unique labels
         n = labels.get(run["label"], 0)

@@ -70,6 +70,7 @@ from tfpps.config import (
     parse_override_flags,
     resolve_key,
 )
+from tfpps.runs.run_dir import RunDir
 
 TUNERS = ("random", "bayesian", "hyperband")
 KINDS = ("choice", "int", "float", "log")
@@ -345,7 +346,7 @@ def _make_tuner_class():
                     raise keras_tuner.errors.FailedTrialError(f"invalid config: {exc}") from None
                 init = None
                 if parent:
-                    init = Path(self.get_trial_dir(parent)) / f"exec-{execution}" / "weights" / "best"
+                    init = RunDir(Path(self.get_trial_dir(parent)) / f"exec-{execution}").best_weights
                 executions.append(run_one(cfg, run_dir, init_weights=str(init) if init else None))
             result = summarise_trial(trial.trial_id, values, self.space, executions, self.settings.objective, time.time() - start)
             (trial_dir / "result.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
@@ -376,9 +377,9 @@ def run_one(cfg: RunConfig, run_dir: Path, init_weights: str | None = None) -> d
     """Train one execution of a trial; its output goes to ``run_dir/train.log``. Reuses a finished run."""
     from tfpps.training import trainer
 
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.exists():  # finished before the sweep was killed: do not train it again
-        result = json.loads(metrics_path.read_text())
+    files = RunDir(run_dir)
+    if files.metrics.exists():  # finished before the sweep was killed: do not train it again
+        result = files.load_metrics()
     else:
         import gc
 
@@ -389,13 +390,12 @@ def run_one(cfg: RunConfig, run_dir: Path, init_weights: str | None = None) -> d
         tf.get_logger()  # its handler binds stderr when first created: create it outside the redirection
         run_dir.mkdir(parents=True, exist_ok=True)
         # the trainer's printed output (config, per-epoch lines, tables) goes to the trial's log; warnings stay on stderr
-        with open(run_dir / "train.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        with open(files.train_log, "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
             if registry.get(cfg.model).family == registry.NONNEURAL:
                 result = _run_nonneural(cfg, run_dir)
             else:
                 result = trainer.train(cfg, init_weights=init_weights)
-    state_path = run_dir / "validation.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    state = files.load_validation() or {}
     best = state.get("best")
     if best is None or (isinstance(best, float) and not math.isfinite(best)):
         raise RuntimeError(f"{run_dir}: no validation metric was computed (empty validation split?)")
@@ -420,7 +420,7 @@ def _run_nonneural(cfg: RunConfig, run_dir: Path) -> dict:
     metrics = trainer.evaluate_split(model, data, "valid", cfg)
     value = metrics.get(cfg.train.valid_metric)
     row = {"epoch": 1, "train_seconds": 0.0, **{f"val_{k}": v for k, v in metrics.items() if k != "num_examples"}}
-    (run_dir / "validation.json").write_text(json.dumps({"best": value, "best_epoch": 1, "wait": 0, "history": [row]}, indent=1))
+    RunDir(run_dir).write_validation({"best": value, "best_epoch": 1, "wait": 0, "history": [row]})
     return trainer.train(cfg)
 
 

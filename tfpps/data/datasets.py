@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tfpps import ownership
 from tfpps.config import REPO_ROOT, ConfigError, dataset_config_path, load_yaml
-from tfpps.data import schema
+from tfpps.spec import schema
 
 
 def shared_data_dir() -> Path:
@@ -88,7 +88,7 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
         if built >= schema.JOB_VERSION:
             return out
         why = f"{out} was written by job version {built}, this tfpps writes version {schema.JOB_VERSION} " \
-              f"(see tfpps/data/schema.py JOB_VERSION)"
+              f"(see tfpps/spec/schema.py JOB_VERSION)"
         if out != managed_dir(name, cfg):  # a directory the user chose: never overwrite it behind their back
             print(f"note: {why}; using it as it is (rebuild it with the Beam job to get the current behaviour)",
                   flush=True)

@@ -1,6 +1,6 @@
 """tf.data input pipelines over the Beam job's output.
 
-A dataset directory (see :mod:`tfpps.data.schema` for the layout) is opened
+A dataset directory (see :mod:`tfpps.spec.schema` for the layout) is opened
 with :class:`DatasetDir`; :meth:`DatasetDir.records` streams one split's
 parsed records with parallel, file-interleaved reads, and the functions
 below turn records into model examples:
@@ -31,7 +31,7 @@ import numpy as np
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps.data import schema
+from tfpps.spec import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
 PARALLELISM = max(2, os.cpu_count() or 2)
@@ -356,43 +356,6 @@ def basket_eval_examples(records: tf.data.Dataset, max_len: int, with_seen: bool
 def batch_padded(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool = False) -> tf.data.Dataset:
     """Batch examples, padding variable-length features with ``PAD_ID``; prefetches."""
     return finish(ds.padded_batch(batch_size, drop_remainder=drop_remainder))
-
-
-def batch_bucketed(
-    ds: tf.data.Dataset, batch_size: int, boundaries: list[int], length_key: str = "length", drop_remainder: bool = False
-) -> tf.data.Dataset:
-    """Batch examples of similar ``length`` together (fewer padded steps for RNNs), padding each batch.
-
-    ``boundaries`` are the bucket edges, e.g. ``[5, 10, 20]`` gives buckets
-    ``<5, 5-9, 10-19, >=20``; every bucket uses ``batch_size``.
-    """
-    return finish(
-        ds.bucket_by_sequence_length(
-            lambda ex: tf.cast(ex[length_key], tf.int32),
-            bucket_boundaries=list(boundaries),
-            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            drop_remainder=drop_remainder,
-        )
-    )
-
-
-def read_parquet_events(path: str, columns: list[str] | None = None) -> tf.data.Dataset:
-    """Stream a Parquet event log straight into tf.data with tensorflow-io.
-
-    Raises a one-line :class:`RuntimeError` when tensorflow-io's ops cannot be
-    loaded (e.g. a TensorFlow version it was not built for).
-    """
-    try:
-        import tensorflow_io as tfio
-
-        ds = tfio.IODataset.from_parquet(path, columns=columns)
-    except (ImportError, NotImplementedError, tf.errors.NotFoundError) as exc:
-        raise RuntimeError(
-            f"tensorflow-io cannot read Parquet here ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
-            f"it needs tensorflow==2.16.x with tensorflow-io==0.37.x"
-        ) from None
-    # tfio names columns with bytes keys; give them the str names the rest of tfpps uses
-    return ds.map(lambda row: {(k.decode() if isinstance(k, bytes) else k): v for k, v in row.items()})
 
 
 def concat_rows(pieces: list[dict]) -> dict:

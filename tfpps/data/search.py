@@ -21,7 +21,7 @@ import numpy as np
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps.data import schema
+from tfpps.spec import schema
 from tfpps.data.pipeline import read_tfrecords
 
 

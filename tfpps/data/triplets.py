@@ -35,7 +35,7 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.data.pipeline import finish
-from tfpps.data.schema import FIRST_ID, PAD_ID
+from tfpps.spec.schema import FIRST_ID, PAD_ID
 
 
 @dataclasses.dataclass

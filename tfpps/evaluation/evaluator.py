@@ -60,7 +60,7 @@ import numpy as np
 import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
-from tfpps.data.schema import FIRST_ID
+from tfpps.spec.schema import FIRST_ID
 from tfpps.evaluation.metrics import (
     METRICS,
     TIES,

@@ -30,7 +30,7 @@ import numpy as np
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps.data.schema import FIRST_ID
+from tfpps.spec.schema import FIRST_ID
 
 
 class NegativeSample(NamedTuple):

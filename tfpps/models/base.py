@@ -119,9 +119,6 @@ class SequentialModel(tfrs.Model):
         """Optional: ``[num_items, d]`` item vectors (row = vocabulary index, PAD/OOV rows included)."""
         raise NotImplementedError(f"{type(self).__name__} is not a dot-product model")
 
-    def reset_states(self) -> None:
-        """Forget recurrent state carried between training steps (start of an epoch)."""
-
 
 def has_item_vectors(model: Any) -> bool:
     """True when ``model`` (an instance or a class) implements :meth:`SequentialModel.query_vectors` and

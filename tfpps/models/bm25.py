@@ -24,7 +24,7 @@ words of the item's training queries). For a query word :math:`w`:
 
 * :math:`\mathrm{tf}(w, i)`: how often :math:`w` occurs in item :math:`i`'s
   text. The Beam job de-duplicates each item's words
-  (``beam_jobs.examples.normalize_words``), so with its tables tf is 0 or 1;
+  (``tfpps.spec.text.normalize_words``), so with its tables tf is 0 or 1;
   a table that repeats words gives counts, and they are used as counts.
 * :math:`|i|`: the number of words of item :math:`i`'s text;
   :math:`\mathrm{avgdl}`: its mean over the items that have text.
@@ -80,7 +80,7 @@ import tensorflow as tf
 from tfpps import registry
 from tfpps.config import ConfigError
 from tfpps.data import search as search_data
-from tfpps.data.schema import FIRST_ID
+from tfpps.spec.schema import FIRST_ID
 
 
 @dataclasses.dataclass

@@ -302,10 +302,6 @@ class GRU4Rec(SequentialModel):
             return tf.gather(self.E, ids)
         return ids  # one-hot mode: the first cell gathers its own input weights
 
-    def reset_states(self) -> None:
-        for s in self.states:
-            s.assign(tf.zeros_like(s))
-
     # ------------------------------------------------------------------ training
     # The step has no tensor-dependent Python control flow, so AutoGraph is not
     # needed; converting the model, TFRS and Keras internals cost ~10-30 s of

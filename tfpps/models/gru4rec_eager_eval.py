@@ -37,8 +37,8 @@ import numpy as np
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps.data import schema
-from tfpps.data.schema import FIRST_ID
+from tfpps.spec import schema
+from tfpps.spec.schema import FIRST_ID
 from tfpps.evaluation.metrics import METRICS, metric_name, ranks_from_scores, single_target_metrics
 
 

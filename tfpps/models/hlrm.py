@@ -67,7 +67,7 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import non_negative, positive
-from tfpps.data.schema import PAD_ID
+from tfpps.spec.schema import PAD_ID
 from tfpps.data.triplets import subsample_history
 from tfpps.layers.relation_memory import RelationMemory
 from tfpps.models.metric_learning import MetricLearningConfig, MetricLearningModel

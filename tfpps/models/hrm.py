@@ -114,7 +114,7 @@ import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, positive, probability
 from tfpps.data.pipeline import cached, finish, training_records
-from tfpps.data.schema import BASKET, FIRST_ID, PAD_ID
+from tfpps.spec.schema import BASKET, FIRST_ID, PAD_ID
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.registry import register
 from tfpps.tasks.sampled_softmax import CatalogueSampledSoftmax, validate_softmax_params

@@ -85,7 +85,7 @@ import tensorflow as tf
 
 from tfpps import registry
 from tfpps.config import ConfigError, choice, non_negative
-from tfpps.data.schema import FIRST_ID
+from tfpps.spec.schema import FIRST_ID
 
 DENSE_MAX_ITEMS = 20_000  # neighbours=0 (keep all) stores a dense [N, N] float32 matrix
 _BLOCK_CELLS = 1 << 23  # similarity rows computed per block: rows * N <= this

@@ -98,7 +98,7 @@ import tensorflow as tf
 
 from tfpps.config import choice, positive, probability
 from tfpps.data.pipeline import cached, finish, training_records
-from tfpps.data.schema import FIRST_ID
+from tfpps.spec.schema import FIRST_ID
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.registry import register
 from tfpps.tasks.sampled_softmax import CatalogueSampledSoftmax, validate_softmax_params

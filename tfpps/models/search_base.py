@@ -57,7 +57,7 @@ import tensorflow as tf
 from tfpps.config import ConfigError
 from tfpps.data import search as search_data
 from tfpps.data.pipeline import DatasetDir, batch_padded, finish, training_records
-from tfpps.data.schema import FIRST_ID
+from tfpps.spec.schema import FIRST_ID
 from tfpps.layers.query_encoder import QUERY_ENCODERS, QUERY_PADDING, QueryEncoder
 from tfpps.models.base import SequentialModel
 from tfpps.tasks.negative_sampling import UnigramSampler, negative_sampling_loss

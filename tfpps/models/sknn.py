@@ -149,7 +149,7 @@ import tensorflow as tf
 
 from tfpps import registry
 from tfpps.config import choice, non_negative, positive
-from tfpps.data.schema import FIRST_ID
+from tfpps.spec.schema import FIRST_ID
 from tfpps.models.itemknn import (
     FALLBACKS, apply_fallback, expand_rows, fallback_floor, inverted_index, read_sequences, zero_history,
 )

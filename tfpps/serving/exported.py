@@ -13,7 +13,7 @@ from typing import Sequence
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps.data.schema import OOV_ID
+from tfpps.spec.schema import OOV_ID
 from tfpps.serving.manifest import ITEM_META_EXPORT, read_manifest
 from tfpps.serving.requests import Recommendations, Request
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tfpps.data import schema
+from tfpps.spec import schema
 
 ITEM_META_FILE = "item_meta.jsonl"  # written by beam_jobs.build_features under <dataset>/vocab/
 

@@ -44,7 +44,7 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 from tensorflow_recommenders.layers import factorized_top_k
 
-from tfpps.data.schema import FIRST_ID, OOV_ID, PAD_ID
+from tfpps.spec.schema import FIRST_ID, OOV_ID, PAD_ID
 from tfpps.models.base import has_item_vectors
 from tfpps.serving.vocab import Vocabulary
 

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from tfpps.serving.vocab import Vocabulary
+from tfpps.spec.text import normalize_words
 
 
 @dataclasses.dataclass
@@ -33,8 +34,6 @@ class Request:
 
 def normalize_query(text: str) -> str:
     """The Beam job's query normalisation, as space-joined words (``"Running Shoes!"`` -> ``"run shoe"``)."""
-    from beam_jobs.examples import normalize_words
-
     return " ".join(normalize_words(text or ""))
 
 

@@ -2,59 +2,26 @@
 
 Neural models load ``weights/best``; non-neural ones (popularity, KNN) have no
 weights and are refitted on the run's training split, as ``tfpps.evaluate``
-does. :class:`InProcessRecommender` answers requests with the model's
+does (both through :meth:`tfpps.runs.RunDir.load`). :class:`InProcessRecommender` answers requests with the model's
 ``score_items`` and ``tf.math.top_k`` over the real items (PAD and OOV
 excluded), with the same request encoding as the exported graph. Search
 models also get the request's query (``takes_query``).
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps import registry
-from tfpps.config import ConfigError, RunConfig, load_yaml, run_config_from_dict
-from tfpps.data.pipeline import DatasetDir
-from tfpps.data.schema import FIRST_ID
+from tfpps.runs.run_dir import LoadedRun, load_run  # noqa: F401  (LoadedRun: re-exported)
+from tfpps.spec.schema import FIRST_ID
 from tfpps.serving.item_meta import dataset_item_meta_path
 from tfpps.serving.requests import Recommendations, Request, encode_requests
 from tfpps.serving.vocab import Vocabulary
-from tfpps.training.trainer import load_best_weights
-
-
-@dataclasses.dataclass
-class LoadedRun:
-    run_dir: Path
-    run: RunConfig
-    data: DatasetDir
-    model: Any
-    family: str
-
-
-def is_run_dir(path: str | Path) -> bool:
-    return (Path(path) / "config.yaml").exists()
-
-
-def load_run(run_dir: str | Path) -> LoadedRun:
-    """Rebuild ``run_dir``'s model with its best weights (or refit it); ConfigError/DatasetError with one line."""
-    run_dir = Path(run_dir)
-    if not is_run_dir(run_dir):
-        raise ConfigError(f"{run_dir}: no config.yaml there; is it a tfpps run directory?")
-    run = run_config_from_dict(load_yaml(run_dir / "config.yaml"))
-    data = DatasetDir(run.data.dir)
-    entry = registry.get(run.model)
-    model = entry.model_cls(run.model_params, data.info(), run)
-    if entry.family == registry.NONNEURAL:
-        model.fit_data(data)
-    else:
-        load_best_weights(model, run_dir)  # ConfigError (one line) when missing or not fitting the config
-    return LoadedRun(run_dir, run, data, model, entry.family)
 
 
 def top_k_real(scores: tf.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:

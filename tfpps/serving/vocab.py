@@ -1,7 +1,7 @@
 """Vocabularies for serving: raw string ids -> vocabulary indices, with the feature spec's PAD/OOV rules.
 
 Index ``PAD_ID = 0`` is padding and ``OOV_ID = 1`` out-of-vocabulary
-(:mod:`tfpps.data.schema`). For requests, an empty string is padding (it is
+(:mod:`tfpps.spec.schema`). For requests, an empty string is padding (it is
 dropped from a history), any token that is not a real vocabulary entry maps to
 ``OOV_ID`` (the literal ``<PAD>``/``<OOV>`` tokens included), and real tokens
 map to their index ``>= FIRST_ID``. :class:`Vocabulary` does this in Python and
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from tfpps.data.schema import FIRST_ID, OOV_ID
+from tfpps.spec.schema import FIRST_ID, OOV_ID
 
 
 class Vocabulary:

@@ -61,7 +61,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfpps.config import choice, non_negative
-from tfpps.data.schema import FIRST_ID
+from tfpps.spec.schema import FIRST_ID
 from tfpps.layers.samplers import NegativeSample, PopularitySampler, sampling_weights
 from tfpps.tasks.losses import summed_softmax_cross_entropy
 

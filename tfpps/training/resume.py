@@ -20,12 +20,13 @@ The backup is Keras' ``BackupAndRestore`` (``<run_dir>/backup/chief``), saved at
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import tfpps  # noqa: F401
 import tensorflow as tf
+
+from tfpps.runs.run_dir import write_json_atomic  # noqa: F401  (the state files' atomic writes)
 
 _EPOCH_KEY = "ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE"
 
@@ -64,12 +65,6 @@ def restore_backup_weights(model, backup_dir: Path) -> bool:
     return True
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename: a kill never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 class EpochCallbacks(tf.keras.callbacks.Callback):

@@ -1,6 +1,7 @@
 """The training loop shared by every model: fit, validate, stop early, checkpoint, test.
 
-A run directory holds everything needed to reproduce and evaluate a run::
+A run directory holds everything needed to reproduce and evaluate a run (its file names:
+:class:`tfpps.runs.RunDir`)::
 
     config.yaml       the resolved RunConfig (data.dir made absolute)
     backup/           BackupAndRestore checkpoint: a killed run resumes here
@@ -36,7 +37,6 @@ always evaluated in full).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -56,10 +56,9 @@ from tfpps.config import REPO_ROOT, ConfigError, RunConfig, run_config_from_dict
 from tfpps.data import pipeline
 from tfpps.data.datasets import ensure_dataset, resolve_path, target_dir
 from tfpps.evaluation import evaluator
+from tfpps.runs.run_dir import BEST_WEIGHTS, METRICS, RunDir  # noqa: F401  (BEST_WEIGHTS: re-exported)
 from tfpps.training import distribute, resume
 from tfpps.training.optimizers import make_optimizer
-
-BEST_WEIGHTS = "weights/best"
 
 
 def default_run_dir(run: RunConfig) -> Path:
@@ -77,35 +76,9 @@ def open_dataset(run: RunConfig, flag: str = "data.dir") -> pipeline.DatasetDir:
     return data
 
 
-class _AfterFailedRestore:
-    """Drops TensorFlow's follow-up warnings about the unrestored values of a restore that already failed
-    (and was reported in one line)."""
-
-    NOISE = ("Detecting that an object or model or tf.train.Checkpoint is being deleted with unrestored values",
-             "Value in checkpoint could not be found in the restored object")
-
-    def filter(self, record) -> bool:
-        return not str(record.getMessage()).startswith(self.NOISE)
-
-
 def load_best_weights(model, run_dir: Path) -> None:
-    """Load ``run_dir``'s best weights into ``model``; ConfigError (one line) when there are none or when
-    they do not fit the model its ``config.yaml`` describes (e.g. a config edited after training)."""
-    weights = Path(run_dir) / BEST_WEIGHTS
-    if not Path(str(weights) + ".index").exists():
-        raise ConfigError(f"{run_dir}: no trained weights at {weights}")
-    try:
-        model.load_weights(str(weights)).expect_partial()
-        build = getattr(model, "build_for_serving", None)
-        if callable(build):  # lazily created weights are restored (and their shapes checked) as they are built
-            build()
-    except (ValueError, AssertionError, tf.errors.OpError) as exc:
-        import logging
-
-        logging.getLogger("tensorflow").addFilter(_AfterFailedRestore())
-        detail = first_line(exc)
-        raise ConfigError(f"{run_dir}: its weights ({weights}) do not fit the model its config.yaml describes "
-                          f"({detail}); was config.yaml edited after training?") from None
+    """Load ``run_dir``'s best weights into ``model`` (:meth:`tfpps.runs.RunDir.load_best_weights`)."""
+    RunDir(run_dir).load_best_weights(model)
 
 
 def eval_batches(data: pipeline.DatasetDir, split: str, run: RunConfig) -> tf.data.Dataset:
@@ -236,17 +209,16 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         self.sync = sync
         self.chief = sync is None or sync.chief
         self.metric = run.train.valid_metric
-        self.state_path = run_dir / "validation.json"
-        self.state = {"best": -math.inf, "best_epoch": -1, "wait": 0, "history": []}
-        if self.state_path.exists():
-            self.state = json.loads(self.state_path.read_text())
+        self.files = RunDir(run_dir)
+        saved = self.files.load_validation()
+        self.state = saved if saved is not None else {"best": -math.inf, "best_epoch": -1, "wait": 0, "history": []}
         self.has_valid = data.count("valid") > 0  # empty shards (e.g. --split=time without --valid_days) mean no validation
         self.stopped = False
         self.recorder = _EpochRecorder(self)
 
     # ------------------------------------------------------------------ state
     def _save_state(self) -> None:
-        resume.write_json_atomic(self.state_path, self.state)
+        self.files.write_validation(self.state)
 
     def _should_stop(self) -> bool:
         patience = self.run.train.patience
@@ -312,7 +284,7 @@ class ValidationCallback(tf.keras.callbacks.Callback):
         if self.has_valid:
             logs[f"val_{self.metric}"] = value
         if improved:  # every worker saves (the others into their temporary dir), as Keras' multi-worker guide asks
-            self.model.save_weights(str(self.run_dir / BEST_WEIGHTS))
+            self.model.save_weights(str(self.files.best_weights))
         if self.has_valid and self.run.train.verbose and self.chief:
             print(f" - val {self.metric} {value:.4f} (best {self.state['best']:.4f} @ epoch {self.state['best_epoch']})", flush=True)
         if stop:
@@ -358,7 +330,7 @@ def total_training_steps(run: RunConfig, data: pipeline.DatasetDir) -> int | Non
 
 
 def save_run_config(run: RunConfig, run_dir: Path) -> None:
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(run.to_dict(), sort_keys=False))
+    RunDir(run_dir).write_config(run)
 
 
 def run_dir_of(run: RunConfig) -> Path:
@@ -410,10 +382,11 @@ def check_run_dir(run: RunConfig, run_dir: Path, fresh: bool, strict: bool, flag
     exists = os.path.lexists(run_dir)
     if fresh or strict or (exists and not run_dir.is_dir()):
         ownership.check_replaceable(run_dir, ownership.RUN, flag)
-    if not strict or fresh or not (run_dir / "config.yaml").exists():
+    files = RunDir(run_dir)
+    if not strict or fresh or not files.is_run_dir():
         return None
     try:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+        saved = files.read_config()
     except yaml.YAMLError as exc:
         saved = None
         diffs = [f"its config.yaml is not valid YAML ({str(exc).splitlines()[0]})"]
@@ -424,7 +397,7 @@ def check_run_dir(run: RunConfig, run_dir: Path, fresh: bool, strict: bool, flag
         raise ConfigError(f"{flag}={run_dir}: holds a run with another config ({diffs[0]}{more}); "
                           f"pass --fresh to train it over, or choose another --run_dir")
     try:
-        result = json.loads((run_dir / "metrics.json").read_text())
+        result = files.load_metrics()
     except (OSError, ValueError):  # not finished (or cut off while writing its metrics): train / resume it
         return None
     if isinstance(result, dict) and result.get("time_limited"):  # stopped by train.max_minutes: continue it
@@ -437,7 +410,7 @@ def clear_run_dir(run_dir: Path) -> None:
     its marker last). The directory itself stays (it may be a symbolic link or a mount point)."""
     if not run_dir.is_dir():
         return
-    children = sorted(run_dir.iterdir(), key=lambda p: (p.name != "metrics.json", p.name == ownership.MARKER))
+    children = sorted(run_dir.iterdir(), key=lambda p: (p.name != METRICS, p.name == ownership.MARKER))
     for child in children:
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child)
@@ -454,6 +427,11 @@ def report_complete(result: dict, run_dir: Path) -> None:
           f"again (--fresh trains it over). Its test metrics, from metrics.json:", flush=True)
     title = f"{result.get('model', '?')} on {result.get('dataset', '?')} (test" + (f", best epoch {best})" if best is not None else ")")
     print(evaluator.format_table(result["metrics"], title=title), flush=True)
+
+
+def _finite(value):
+    """``value`` as a float when it is a finite number (the best validation score), else None."""
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _tag_interrupt(exc: KeyboardInterrupt, where: str) -> None:
@@ -503,14 +481,14 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
         if fresh:
             clear_run_dir(run_dir)
         ownership.mark(run_dir, ownership.RUN)  # first: from now on the directory is recognisably tfpps's
-        (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+        RunDir(run_dir).weights_dir.mkdir(parents=True, exist_ok=True)
         save_run_config(run, run_dir)
     sync.barrier()  # the chief has built a missing dataset and cleared a --fresh run dir before the others look
     out_dir = run_dir
     if not chief:
         data = open_dataset(run)
         out_dir = distribute.worker_dir(strategy)
-        (out_dir / "weights").mkdir(parents=True, exist_ok=True)
+        RunDir(out_dir).weights_dir.mkdir(parents=True, exist_ok=True)
     entry = registry.get(run.model)
     devices = [d.name for d in tf.config.list_physical_devices("GPU")] or ["CPU"]
     where = "" if run.train.strategy == "default" else (
@@ -539,7 +517,7 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
             distribute.remove_worker_dir(out_dir)
             return {"model": run.model, "dataset": run.data.dataset, "chief": False, "task": list(distribute.task(strategy)),
                     "epochs_run": len(history.get("history", [])), "run_dir": str(run_dir)}
-        model.load_weights(str(run_dir / BEST_WEIGHTS)).expect_partial()
+        model.load_weights(str(RunDir(run_dir).best_weights)).expect_partial()
     train_seconds = time.time() - start
 
     t0 = time.time()
@@ -557,6 +535,7 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
         "split": "test",
         "metrics": metrics,
         "best_epoch": history.get("best_epoch"),
+        "best_valid": _finite(history.get("best")),
         "epochs_run": len(epochs),
         "train_seconds_total": round(train_seconds, 2),
         "train_seconds_per_epoch": round(sum(h["train_seconds"] for h in epochs) / max(1, len(epochs)), 3),
@@ -571,9 +550,9 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
         own = getattr(model, "eval_dataset", None)
         batches = (own(data, "test", run) if callable(own) else None) or eval_batches(data, "test", run)
         run_file, _ = write_trec_files(model.score_items, batches, data.vocab("users"), data.vocab("items"),
-                                       run_dir / "test", model_name=run.model)
+                                       RunDir(run_dir).trec_prefix("test"), model_name=run.model)
         result["trec_run"] = str(run_file)
-    evaluator.write_metrics(run_dir / "metrics.json", result)
+    evaluator.write_metrics(RunDir(run_dir).metrics, result)
     limited = f", time-limited after epoch {len(epochs)} of {run.train.epochs}" if time_limited else ""
     print(evaluator.format_table(metrics, title=f"{run.model} on {run.data.dataset} (test, best epoch {result['best_epoch']}{limited})"))
     sync.barrier()  # in a multi-worker run the other workers wait for the test evaluation
@@ -592,13 +571,14 @@ def fit_epochs(model, run: RunConfig, data: pipeline.DatasetDir, strategy, sync,
     entry = registry.get(run.model)
     validation = ValidationCallback(run, data, out_dir, sync=sync)
     validation.set_model(model)
+    out = RunDir(out_dir)
     callbacks = [
         validation.recorder,  # the epoch's training row, written before the backup
         validation,
-        tf.keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
-        tf.keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False, profile_batch=0),
+        tf.keras.callbacks.CSVLogger(str(out.history), append=True),
+        tf.keras.callbacks.TensorBoard(str(out.tensorboard), write_graph=False, profile_batch=0),
     ]
-    backup_dir = run_dir / "backup"
+    backup_dir = RunDir(run_dir).backup
     if run.train.resume:
         callbacks.insert(1, tf.keras.callbacks.BackupAndRestore(str(backup_dir)))
     if resume.CrashForTests.wanted("after_backup"):

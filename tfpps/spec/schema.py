@@ -42,7 +42,7 @@ Example kinds
 ``item_text``
     ``item_id`` and ``word_ids``: product text for item->word losses.
 
->>> from tfpps.data import schema
+>>> from tfpps.spec import schema
 >>> raw = schema.encode_example("sequential", {"user_id": 3, "item_ids": [5, 7]})
 >>> sorted(schema.parse_single(schema.SEQUENTIAL, raw))[:3]
 ['item_ids', 'session_id', 'session_starts']
