@@ -16,22 +16,18 @@ from tfpps.errors import ConfigError
 SEQUENTIAL = "sequential"  # next-item prediction from an item history (data kind "sequential")
 NONNEURAL = "nonneural"  # fitted in one pass (popularity, KNN); no gradient training
 
-# Modules that register models when imported.
-_MODEL_MODULES = (
-    "tfpps.models.gru4rec",
-    "tfpps.models.narm",
-    "tfpps.models.pop",
-    "tfpps.models.itemknn",
-    "tfpps.models.sknn",
-    "tfpps.models.hrm",
-    "tfpps.models.cml",
-    "tfpps.models.hlrm",
-    "tfpps.models.hrnn",
-    "tfpps.models.hem",
-    "tfpps.models.aem",
-    "tfpps.models.hrnn_search",
-    "tfpps.models.bm25",
-)
+# Every module of the tfpps.models package is imported once, by file name: a model registers itself with
+# @register in its own file, so adding a model is one .py (and its configs/models/<name>.yaml); no list to edit.
+MODELS_PACKAGE = "tfpps.models"
+
+
+def _model_modules() -> list[str]:
+    """The modules of :data:`MODELS_PACKAGE`, sorted by file name (shared parts such as ``base`` register
+    nothing and are imported anyway)."""
+    import pkgutil
+
+    package = importlib.import_module(MODELS_PACKAGE)
+    return sorted(f"{MODELS_PACKAGE}.{m.name}" for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +60,8 @@ def register(name: str, config_cls: type, family: str = SEQUENTIAL, example_kind
 def _load_all() -> None:
     global _loaded
     if not _loaded:
-        for module in _MODEL_MODULES:
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                if exc.name != module:  # a real import error inside the module
-                    raise
+        for module in _model_modules():
+            importlib.import_module(module)
         _loaded = True
 
 
