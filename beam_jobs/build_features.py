@@ -295,6 +295,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, beam_args
 
 
+DASK_UNSUPPORTED = (
+    "--runner=DaskRunner: Beam's DaskRunner cannot run this job: it maps each transform to one Dask bag, so the "
+    "dead-letter side outputs (ParDo.with_outputs) flow into the main outputs, it computes only the last "
+    "transform's bag (the other sinks are never written) and it has no counters (metrics() is not implemented); "
+    "see docs/scale.md")
+
+
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     """Beam options from the unknown flags, unchanged; local defaults are only added when absent:
     DirectRunner, in its single-process ``in_memory`` mode, and quiet worker logs.
@@ -309,6 +316,8 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     if "--runner" not in given:
         defaults.append("--runner=DirectRunner")
     runner = "DirectRunner" if "--runner" not in given else PipelineOptions(beam_args).view_as(StandardOptions).runner
+    if runner and (runner == "DaskRunner" or runner.endswith(".DaskRunner")):
+        raise JobError(DASK_UNSUPPORTED)
     if runner in ("DirectRunner", "direct"):
         mode = PipelineOptions(beam_args).view_as(DirectOptions).direct_running_mode if "--direct_running_mode" in given else None
         if mode is None:
@@ -1375,6 +1384,10 @@ def run(argv: list[str]) -> dict:
                 with beam.Pipeline(options=pipeline_options(beam_args)) as p:
                     build_pipeline(p, args, files, meta_files, tmp_out)
             except Exception as exc:  # a worker's SourceError that was raised after all: still one line
+                if isinstance(exc, ValueError) and str(exc).startswith("Unexpected pipeline runner"):
+                    raise JobError(f"--runner: {str(exc).split('. Valid values')[0].replace('Unexpected', 'unknown')}; give a runner Beam "
+                                   "knows (DirectRunner, DataflowRunner, FlinkRunner, SparkRunner, PrismRunner) "
+                                   "or the full path of a PipelineRunner class") from None
                 source_error = source_error_from_runner(exc)
                 if source_error is None:
                     raise

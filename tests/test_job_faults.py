@@ -296,6 +296,18 @@ def test_unknown_flags_are_refused(tmp_path, capsys, flags, expected):
     assert nothing_left(out)
 
 
+@pytest.mark.parametrize("runner, expected", [
+    ("NoSuchRunner", "--runner: unknown pipeline runner: NoSuchRunner; give a runner Beam knows"),
+    ("DaskRunner", "--runner=DaskRunner: Beam's DaskRunner cannot run this job: it maps each transform to one Dask bag"),
+    ("apache_beam.runners.dask.dask_runner.DaskRunner", "--runner=DaskRunner: Beam's DaskRunner cannot run this job"),
+])
+def test_a_runner_that_cannot_run_the_job_is_refused_in_one_line(tmp_path, capsys, runner, expected):
+    out = tmp_path / "dataset"
+    assert build_features.main(job(tmp_path, f"--runner={runner}", out=out)) == 2
+    assert one_error_line(capsys).startswith(f"build_features: error: {expected}")
+    assert nothing_left(out)
+
+
 def test_beam_options_are_still_accepted():
     args, beam_args = build_features.parse_args([
         "--source=csv", "--input=x", "--output=y", "--runner", "DirectRunner", "--direct_num_workers=2",
