@@ -37,6 +37,7 @@ always evaluated in full).
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -559,6 +560,25 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
     return result
 
 
+_COUNTED_BATCHES: dict = {}
+
+
+def with_known_cardinality(ds, run: RunConfig):
+    """``ds`` with its number of batches declared, which ``fit`` needs with ``steps_per_execution > 1``.
+
+    A model whose input pipeline does not declare it (a ``flat_map`` of examples, say) has its first
+    epoch's batches counted once per process and run (one pass over the input pipeline, no model), so a new
+    model need not count its own examples. Every epoch of a run has the same number of batches."""
+    import tensorflow as tf
+
+    if run.train.steps_per_execution <= 1 or int(ds.cardinality()) != int(tf.data.UNKNOWN_CARDINALITY):
+        return ds
+    key = json.dumps(run.to_dict(), sort_keys=True, default=str)
+    if key not in _COUNTED_BATCHES:
+        _COUNTED_BATCHES[key] = int(ds.reduce(np.int64(0), lambda n, _: n + 1))
+    return ds.apply(tf.data.experimental.assert_cardinality(_COUNTED_BATCHES[key]))
+
+
 def fit_epochs(model, run: RunConfig, data: pipeline.DatasetDir, strategy, sync, run_dir: Path, out_dir: Path,
                init_weights: str | None = None) -> dict:
     """``model.fit``, one call per epoch, each epoch's data from (train.seed, epoch); returns the validation state.
@@ -609,6 +629,7 @@ def fit_epochs(model, run: RunConfig, data: pipeline.DatasetDir, strategy, sync,
             train_ds, steps = make(run.model_params, data, run, epoch_seed=seed), None
             if cap:  # the epoch's first `cap` batches of its (seed, epoch) order: resumes exactly
                 train_ds = train_ds.take(cap)
+            train_ds = with_known_cardinality(train_ds, run)
         else:
             distribute.check_shards(len(data.files("train")), strategy)
             train_ds, steps = distribute.distribute_input(
