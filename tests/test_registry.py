@@ -22,3 +22,13 @@ def test_every_registered_name_in_the_model_files_is_found():
 def test_unknown_model_names_the_known_ones():
     with pytest.raises(ConfigError, match=r"unknown model 'nope'; available: .*gru4rec"):
         registry.get("nope")
+
+
+def test_every_model_declares_its_contract_by_its_base_class():
+    from tfpps.models.base import NonNeuralModel, SequentialModel
+
+    for name in registry.names():
+        entry = registry.get(name)
+        base = NonNeuralModel if entry.family == registry.NONNEURAL else SequentialModel
+        assert issubclass(entry.model_cls, base), name
+        assert entry.model_cls.score_items is not base.score_items, name

@@ -45,6 +45,11 @@ Departures / inferred details
    third-party values.
 3. Item -> word predicts a word of the item's text (title, categories) as in
    tfpps's HEM, not of a review.
+4. **On the official HEM benchmark** (``amazon-cellphones-hem``) that recipe
+   falls to popularity, as HEM's does (``docs/product_search.md``): the
+   ``configs/models/{aem,zam}_cellphones.yaml`` recipes, picked on
+   validation, use ``item_loss: softmax`` (every item a negative), Adam and
+   uniform initialisation.
 
 Example::
 

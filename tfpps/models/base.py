@@ -120,6 +120,26 @@ class SequentialModel(tfrs.Model):
         raise NotImplementedError(f"{type(self).__name__} is not a dot-product model")
 
 
+class NonNeuralModel:
+    """Base class of the models fitted in one pass, without gradients (popularity, KNN, BM25).
+
+    Register with ``family=registry.NONNEURAL``. The trainer calls :meth:`fit_data` once on the
+    training split instead of ``fit``; the evaluator, ``tfpps.evaluate`` (which refits: no weights are
+    saved) and the exports call :meth:`score_items` as for a neural model.
+    """
+
+    def __init__(self, params: Any, info: DatasetInfo, run: Any):
+        self.params, self.info, self.run_config = params, info, run
+
+    def fit_data(self, data: Any) -> None:
+        """Learn from ``data`` (a :class:`tfpps.data.pipeline.DatasetDir`): one pass over its training split."""
+        raise NotImplementedError
+
+    def score_items(self, features) -> tf.Tensor:
+        """Scores ``[B, num_items]`` of every item for each example in ``features``."""
+        raise NotImplementedError
+
+
 def has_item_vectors(model: Any) -> bool:
     """True when ``model`` (an instance or a class) implements :meth:`SequentialModel.query_vectors` and
     :meth:`SequentialModel.item_vectors`."""

@@ -78,6 +78,7 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps import registry
+from tfpps.models.base import NonNeuralModel
 from tfpps.config import ConfigError
 from tfpps.data import search as search_data
 from tfpps.spec.schema import FIRST_ID
@@ -131,7 +132,7 @@ def bm25_postings(words: np.ndarray, lengths: np.ndarray, num_words: int, k1: fl
 
 
 @registry.register("bm25", BM25Config, family=registry.NONNEURAL, example_kind="search")
-class BM25:
+class BM25(NonNeuralModel):
     """BM25 over item text (Robertson & Zaragoza, 2009): the non-personalised lexical search baseline."""
 
     def __init__(self, params: BM25Config, info, run):

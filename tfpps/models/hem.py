@@ -37,6 +37,13 @@ Departures
 3. **Query padding.** The code left-pads queries with a trainable extra word
    that counts in the mean; ``query_padding: hem`` reproduces it, the default
    ``masked`` averages the real words only.
+4. **A recipe for data without reviews.** On the official HEM benchmark,
+   whose reviews are not distributed, the faithful recipe (SGD from zero
+   vectors, 5 batch-shared uniform negatives) ends at popularity's level.
+   ``configs/models/{hem,qem}_cellphones.yaml``, picked on validation, use
+   ``item_loss: softmax`` (a softmax over every item), Adam, uniform
+   initialisation and one pass per record; ``docs/product_search.md`` has
+   the diagnosis, one change at a time.
 
 QEM (``--model=qem``) is the same network without the user: ``M = q``
 (no user vector, no user->word term), the query-only, non-personalised

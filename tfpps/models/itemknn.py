@@ -84,6 +84,7 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps import registry
+from tfpps.models.base import NonNeuralModel
 from tfpps.config import ConfigError, choice, non_negative
 from tfpps.spec.schema import FIRST_ID
 
@@ -329,7 +330,7 @@ def window_weights(item_ids: tf.Tensor, length: tf.Tensor, window: int, decay: s
 
 
 @registry.register("itemknn", ItemKNNConfig, family=registry.NONNEURAL)
-class ItemKNN:
+class ItemKNN(NonNeuralModel):
     """Item-KNN (Sarwar et al. 2001; session baseline of Hidasi et al. 2016): sum of item-item cosine similarities."""
 
     def __init__(self, params, info, run):

@@ -14,6 +14,7 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps import registry
+from tfpps.models.base import NonNeuralModel
 
 
 @dataclasses.dataclass
@@ -23,7 +24,7 @@ class PopConfig:
 
 
 @registry.register("pop", PopConfig, family=registry.NONNEURAL)
-class MostPopular:
+class MostPopular(NonNeuralModel):
     """Most-popular baseline (scores = training item counts)."""
 
     def __init__(self, params, info, run):

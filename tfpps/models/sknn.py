@@ -148,6 +148,7 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps import registry
+from tfpps.models.base import NonNeuralModel
 from tfpps.config import choice, non_negative, positive
 from tfpps.spec.schema import FIRST_ID
 from tfpps.models.itemknn import (
@@ -245,7 +246,7 @@ def score_decay_tf(steps: tf.Tensor, weighting: str) -> tf.Tensor:
 
 
 @registry.register("sknn", SKNNConfig, family=registry.NONNEURAL)
-class SessionKNN:
+class SessionKNN(NonNeuralModel):
     """S-KNN (Jannach & Ludewig 2017): items of the k most similar training sequences, weighted by cosine."""
 
     strategy = "auto"  # TensorFlow candidate search: auto | dense | lists (set before fit_data; same results)
