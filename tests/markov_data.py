@@ -61,6 +61,11 @@ def write_markov_dataset(out: Path, n_users: int = 400, n_items: int = 60, shard
             item = (item + 1 + int(rng.integers(2))) % n_items if rng.random() < 0.9 else int(rng.integers(n_items))
             seq.append(item)
         seqs[f"u{u}"] = [f"m{i}" for i in seq]
+    return write_sequences_dataset(out, seqs, shards)
+
+
+def write_sequences_dataset(out: Path, seqs: dict, shards: int = 4) -> Path:
+    """Write ``{user: [item token, ...]}`` as a leave-one-out sequential dataset in the Beam job's layout."""
     item_id, user_id = write_loo_vocabularies(out, seqs, list(seqs))
     splits = leave_one_out_records(seqs, item_id, user_id)
     options = tf.io.TFRecordOptions(compression_type="GZIP")
