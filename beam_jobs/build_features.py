@@ -80,7 +80,7 @@ from beam_jobs.events import SourceError
 from beam_jobs.reading import (
     COUNTS, DEAD, ReadEventsFn, check_files, expand_inputs, raise_source_errors, source_error_from_runner,
 )
-from beam_jobs.sources import SOURCES, get_source
+from beam_jobs.sources import get_source, known_sources
 from tfpps import ownership
 
 STATS_TMP = "_stats"
@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Flags the job does not define are passed to Apache Beam unchanged (e.g. --runner=DataflowRunner); "
         "a flag Beam does not know either is an error.",
     )
-    p.add_argument("--source", required=True, help=f"input format: one of {', '.join(sorted(SOURCES))}")
+    p.add_argument("--source", required=True, help=f"input format: one of {', '.join(sorted(known_sources()))}")
     p.add_argument("--input", default="", help="file or glob; several separated by commas (with --split=given: "
                    "files whose events have a 'split' column)")
     p.add_argument("--train_input", default="", help="--split=given: the training files (globs, commas), same --source format")
@@ -243,8 +243,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     reject_unknown_flags(beam_args, parser)
-    if args.source not in SOURCES:
-        raise JobError(f"--source={args.source!r}: unknown source; known: {', '.join(sorted(SOURCES))}")
+    if args.source not in known_sources():
+        raise JobError(f"--source={args.source!r}: unknown source; known: {', '.join(sorted(known_sources()))}")
     for name in ("min_user_interactions", "min_item_interactions", "num_shards"):
         if getattr(args, name) < 0:
             raise JobError(f"--{name}={getattr(args, name)}: must be >= 0")

@@ -1184,15 +1184,25 @@ SOURCES: dict[str, SourceAdapter] = {
 }
 
 
-# Sources in modules of their own register themselves (they subclass SourceAdapter, so they are imported
-# after it): ``hem_qrels`` (the HEM benchmark's qrels; beam_jobs/hem_qrels.py).
-from beam_jobs import hem_qrels as _hem_qrels  # noqa: E402,F401
+# Sources in modules of their own register themselves into SOURCES when imported (they build on this
+# module and on beam_jobs.reading): ``hem_qrels`` (the HEM benchmark's qrels). known_sources() and
+# get_source() import them by name on first use, as the model registry imports model files.
+SOURCE_MODULES = ("beam_jobs.hem_qrels",)
+
+
+def known_sources() -> dict[str, SourceAdapter]:
+    """Every registered source adapter by name (SOURCES, after importing :data:`SOURCE_MODULES`)."""
+    import importlib
+
+    for module in SOURCE_MODULES:
+        importlib.import_module(module)
+    return SOURCES
 
 
 def get_source(name: str) -> SourceAdapter:
     """The adapter registered as ``name``; SourceError listing the known names."""
     try:
-        return SOURCES[name]
+        return known_sources()[name]
     except KeyError:
         raise SourceError(
             f"unknown source {name!r}; known sources: {', '.join(sorted(SOURCES))}"

@@ -28,7 +28,7 @@ from beam_jobs.events import (
     validate_event,
 )
 from beam_jobs.sources import (
-    SOURCES,
+    known_sources,
     ParquetState,
     TextState,
     decode_line,
@@ -197,6 +197,7 @@ def test_decode_line():
 # registry
 # --------------------------------------------------------------------------- #
 def test_registry():
+    SOURCES = known_sources()
     assert set(SOURCES) == {
         "csv", "jsonl", "parquet", "movielens", "yoochoose", "diginetica", "amazon", "tafeng", "srgnn",
         "hem_qrels",

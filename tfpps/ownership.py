@@ -33,15 +33,15 @@ import json
 import os
 from pathlib import Path
 
-from tfpps.runs.run_dir import CONFIG as RUN_CONFIG, WEIGHTS_DIR as RUN_WEIGHTS
-
 MARKER = ".tfpps"
 DATASET = "dataset"
 RUN = "run"
 KINDS = (DATASET, RUN)
 
-# what a directory of each kind holds even without the marker (written before it existed)
-_LEGACY_EVIDENCE = {DATASET: ("dataset.json",), RUN: (RUN_CONFIG, RUN_WEIGHTS)}
+# what a directory of each kind holds even without the marker (written before it existed): a dataset's
+# dataset.json, a run's config.yaml and weights/ (tfpps.runs.run_dir.CONFIG and WEIGHTS_DIR, which import
+# this module; tests/test_run_dir.py checks that the names agree)
+LEGACY_EVIDENCE = {DATASET: ("dataset.json",), RUN: ("config.yaml", "weights")}
 _MISSING = {DATASET: "no dataset.json", RUN: "no .tfpps marker"}
 
 
@@ -86,7 +86,7 @@ def is_owned(path: str | os.PathLike, kind: str) -> bool:
         return False
     if marked_kind(path) == kind:
         return True
-    return all((path / name).exists() for name in _LEGACY_EVIDENCE[kind])
+    return all((path / name).exists() for name in LEGACY_EVIDENCE[kind])
 
 
 def is_empty_dir(path: str | os.PathLike) -> bool:

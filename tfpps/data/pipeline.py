@@ -31,6 +31,8 @@ import numpy as np
 import tfpps  # noqa: F401
 import tensorflow as tf
 
+from tfpps.data.info import DatasetInfo
+
 from tfpps.spec import schema
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -116,8 +118,6 @@ class DatasetDir:
         return rows
 
     def info(self):
-        from tfpps.models.base import DatasetInfo
-
         return DatasetInfo(
             num_items=self.num_items,
             num_users=self.num_users,

@@ -28,14 +28,14 @@ Evaluation features (built by :func:`tfpps.data.pipeline.eval_examples`):
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-import numpy as np
 
 import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
+
+from tfpps.data.info import DatasetInfo  # noqa: F401  (models import it from here too)
 
 
 DEFAULT_SEED = 42  # the default of ``train.seed`` (tfpps.config.TrainConfig)
@@ -52,17 +52,6 @@ def seed_of(run: Any) -> int:
     """
     seed = getattr(getattr(run, "train", run), "seed", None)
     return DEFAULT_SEED if seed is None else int(seed)
-
-
-@dataclasses.dataclass
-class DatasetInfo:
-    """What a model needs to know about the data to build itself."""
-
-    num_items: int  # item vocabulary size, PAD and OOV rows included
-    num_users: int  # user vocabulary size, PAD and OOV rows included
-    item_counts: np.ndarray  # [num_items] training support of each item (0 for PAD/OOV)
-    num_words: int = 0
-    kind: str = "sequential"
 
 
 class SequentialModel(tfrs.Model):
