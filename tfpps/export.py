@@ -24,7 +24,6 @@ them). It is written to a temporary sibling and renamed when complete.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import shutil
 import sys
@@ -33,17 +32,12 @@ from pathlib import Path
 from typing import Callable
 
 import tfpps  # noqa: F401
+from tfpps.cli import OneLineParser
 from tfpps.config import ConfigError  # no TensorFlow import before the flags are checked
 from tfpps.runs.run_dir import RunDir
 
 PROG = "python -m tfpps.export"
 SCORE_EXPORTABLE = ("pop", "itemknn", "sknn", "vsknn")  # non-neural models scored in TensorFlow
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line instead of usage + message
-        print(f"tfpps.export: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
 
 
 def exportable_models() -> str:
@@ -145,7 +139,7 @@ def _read_json(path: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog=PROG, description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    p = OneLineParser(prog=PROG, description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("--run", required=True, help="a run directory written by tfpps.train")
     p.add_argument("--out", required=True, help="export directory to write (a SavedModel + export_manifest.json)")
     p.add_argument("--k", type=int, default=10, help="how many items each request returns (default 10)")

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import tfpps
+from tfpps.cli import OneLineParser
 from tfpps.errors import first_line
 from tfpps.config import ConfigError  # no TensorFlow import before the flags are checked
 from tfpps.runs.run_dir import is_run_dir
@@ -26,14 +27,8 @@ from tfpps.runs.run_dir import is_run_dir
 PROG = "tfpps.recommend"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line instead of usage + message
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m tfpps.recommend", description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    p = OneLineParser(prog="python -m tfpps.recommend", description=__doc__.splitlines()[0].split(": ", 1)[-1])
     p.add_argument("--model-dir", "--model_dir", dest="model_dir", required=True, help="an export directory or a run directory")
     p.add_argument("--user", default="", help="raw user id (optional; unknown or empty = the OOV user)")
     p.add_argument("--history", default="", help="comma-separated raw item ids, oldest first (may be empty)")

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tfpps.cli import OneLineParser
 from tfpps.config import ConfigError
 from tfpps.runs.run_dir import RunDir, has_results
 
@@ -323,13 +324,8 @@ def make_report(inputs: list[str], out: Path, fmt: str = "html", metrics: list[s
     return {"figures": [str(p) for p, _ in figures], "html": str(page) if page else None, "runs": len(runs), "sweeps": len(sweeps)}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise ConfigError(message)
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m tfpps.report", description=__doc__.splitlines()[0], allow_abbrev=False)
+    p = OneLineParser(raise_errors=True, prog="python -m tfpps.report", description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--runs", nargs="+", action="extend", default=[], metavar="DIR",
                    help="run dirs, sweep dirs (tfpps.tune) or folders of run dirs (also comma-separated, or repeated)")
     p.add_argument("more", nargs="*", metavar="DIR", help=argparse.SUPPRESS)

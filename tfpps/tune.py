@@ -58,6 +58,7 @@ from typing import Any, Mapping
 import yaml
 
 import tfpps  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfpps.cli import OneLineParser
 from tfpps import registry
 from tfpps.config import (
     CONFIG_DIR,
@@ -560,13 +561,9 @@ def write_best_yaml(project_dir: Path, tuner_obj, best: dict, metric: str) -> Pa
 
 
 # --------------------------------------------------------------------------- command line
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise ConfigError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
+        raise_errors=True,
         prog="python -m tfpps.tune",
         description="Hyperparameter sweep of a tfpps model with Keras Tuner; trials train with the tfpps trainer.",
         epilog="Other --key=value flags and --set key=value override the config of every trial (e.g. --epochs=3).",
