@@ -211,23 +211,15 @@ def build_schedule(
     return SessionParallelSchedule(inp, tgt, reset, valid)
 
 
-_CACHE: dict = {}
-
-
 def session_parallel_dataset(data, batch_size: int, n_sample: int, split: str = "train") -> tuple[tf.data.Dataset, SessionParallelSchedule]:
     """Schedule + dataset for ``data`` (anything with ``.records(split)``), cached per (data, B, stop rule).
 
     The schedule is identical every epoch (time-ordered, no shuffling, as the
-    official code), so it is computed once per process.
+    official code), so it is computed once per process (:func:`tfpps.data.pipeline.cached`).
     """
+    from tfpps.data.pipeline import cached
+
     min_valid = 2 if n_sample == 0 else 1
-    path = getattr(data, "path", None)
-    key = (str(path) if path is not None else ("object", id(data)), split, int(batch_size), min_valid)
-    if key not in _CACHE:
-        if len(_CACHE) >= 2:
-            _CACHE.pop(next(iter(_CACHE)))
-        sessions = sessions_from_records(data.records(split))
-        # the cache holds ``data`` itself, so an id() key cannot be reused by another object meanwhile
-        _CACHE[key] = (data, build_schedule(sessions, batch_size, min_valid=min_valid))
-    sched = _CACHE[key][1]
+    sched = cached(data, ("session_parallel_schedule", split, int(batch_size), min_valid),
+                   lambda: build_schedule(sessions_from_records(data.records(split)), batch_size, min_valid=min_valid))
     return sched.dataset(), sched

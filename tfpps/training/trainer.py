@@ -560,10 +560,7 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
     return result
 
 
-_COUNTED_BATCHES: dict = {}
-
-
-def with_known_cardinality(ds, run: RunConfig):
+def with_known_cardinality(ds, run: RunConfig, data: pipeline.DatasetDir):
     """``ds`` with its number of batches declared, which ``fit`` needs with ``steps_per_execution > 1``.
 
     A model whose input pipeline does not declare it (a ``flat_map`` of examples, say) has its first
@@ -573,10 +570,9 @@ def with_known_cardinality(ds, run: RunConfig):
 
     if run.train.steps_per_execution <= 1 or int(ds.cardinality()) != int(tf.data.UNKNOWN_CARDINALITY):
         return ds
-    key = json.dumps(run.to_dict(), sort_keys=True, default=str)
-    if key not in _COUNTED_BATCHES:
-        _COUNTED_BATCHES[key] = int(ds.reduce(np.int64(0), lambda n, _: n + 1))
-    return ds.apply(tf.data.experimental.assert_cardinality(_COUNTED_BATCHES[key]))
+    key = ("train_batches", json.dumps(run.to_dict(), sort_keys=True, default=str))
+    batches = pipeline.cached(data, key, lambda: int(ds.reduce(np.int64(0), lambda n, _: n + 1)))
+    return ds.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def fit_epochs(model, run: RunConfig, data: pipeline.DatasetDir, strategy, sync, run_dir: Path, out_dir: Path,
@@ -629,7 +625,7 @@ def fit_epochs(model, run: RunConfig, data: pipeline.DatasetDir, strategy, sync,
             train_ds, steps = make(run.model_params, data, run, epoch_seed=seed), None
             if cap:  # the epoch's first `cap` batches of its (seed, epoch) order: resumes exactly
                 train_ds = train_ds.take(cap)
-            train_ds = with_known_cardinality(train_ds, run)
+            train_ds = with_known_cardinality(train_ds, run, data)
         else:
             distribute.check_shards(len(data.files("train")), strategy)
             train_ds, steps = distribute.distribute_input(
