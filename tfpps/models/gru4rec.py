@@ -188,17 +188,15 @@ def _train_section(run: Any) -> Any:
     return getattr(run, "train", run)
 
 
-_PREFIX_COUNTS: dict = {}
-
-
 def _count_prefix_examples(data: Any) -> int:
     """Number of (prefix -> next item) examples of the training split (cached), so Keras knows the epoch size."""
-    path = getattr(data, "path", None)
-    key = str(path) if path is not None else ("object", id(data))
-    if key not in _PREFIX_COUNTS:
+    from tfpps.data.pipeline import cached
+
+    def count() -> int:
         sizes = data.records("train").map(lambda r: tf.maximum(tf.size(r["item_ids"], out_type=tf.int64) - 1, 0))
-        _PREFIX_COUNTS[key] = (data, int(sizes.reduce(tf.constant(0, tf.int64), lambda a, x: a + x).numpy()))
-    return _PREFIX_COUNTS[key][1]
+        return int(sizes.reduce(tf.constant(0, tf.int64), lambda a, x: a + x).numpy())
+
+    return cached(data, "gru4rec_prefix_examples", count)
 
 
 @register("gru4rec", GRU4RecConfig)

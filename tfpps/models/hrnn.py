@@ -97,7 +97,7 @@ import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, probability
 from tfpps.data import user_parallel
-from tfpps.data.pipeline import finish
+from tfpps.data.pipeline import cached, finish
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.samplers import PopularitySampler
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
@@ -170,8 +170,6 @@ def _train_section(run: Any) -> Any:
     return getattr(run, "train", run)
 
 
-_SCHEDULES: dict = {}
-
 
 def train_users(data: Any) -> user_parallel.UserSessions:
     flat, _ = user_parallel.read_sessions(data.records("train"))
@@ -228,17 +226,15 @@ class HRNN(SequentialModel):
     def make_train_dataset(cls, params: HRNNConfig, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:
         b = int(_train_section(run).batch_size)
         min_valid = 2 if params.n_sample == 0 else 1
-        path = getattr(data, "path", None)
-        key = (str(path) if path is not None else ("object", id(data)), b, min_valid, bool(params.drop_tail))
-        if key not in _SCHEDULES:
-            if len(_SCHEDULES) >= 2:
-                _SCHEDULES.pop(next(iter(_SCHEDULES)))
-            users = train_users(data)
-            sched = user_parallel.build_user_schedule(users, b, min_valid=min_valid, drop_tail=params.drop_tail)
+
+        def schedule():
+            sched = user_parallel.build_user_schedule(train_users(data), b, min_valid=min_valid, drop_tail=params.drop_tail)
             if sched.num_steps == 0:
                 raise ConfigError("hrnn: the training split has no session with two or more events")
-            _SCHEDULES[key] = (data, sched)
-        return finish(_SCHEDULES[key][1].dataset(), 256)
+            return sched
+
+        sched = cached(data, ("hrnn_user_schedule", b, min_valid, bool(params.drop_tail)), schedule)
+        return finish(sched.dataset(), 256)
 
     # ------------------------------------------------------------------ pieces
     def _dropout(self, x: tf.Tensor, rate: float, seed) -> tf.Tensor:
