@@ -44,6 +44,7 @@ def main(argv=None) -> int:
     p.add_argument("--recipe", default="tuned")
     args = p.parse_args(argv)
     import tfpps
+    from tfpps.runs.run_dir import RunDir
 
     tfpps.configure_logging(verbose=False)
     rows = []
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
         seeds = []
         for seed in [int(s) for s in args.seeds.split(",") if s.strip()]:
             run_dir = REPO / "runs" / f"bench-search-{args.recipe}-{model}-seed{seed}"
-            if not (run_dir / "config.yaml").exists():
+            if not RunDir(run_dir).has_best_weights():
                 print(f"skipped {run_dir.relative_to(REPO)}: not trained (run python -m benchmarks.public_search)")
                 continue
             seeds.append(seed)
