@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import resource
 import subprocess
 import sys
@@ -121,3 +122,21 @@ def run_tfpps_cached(out: Path, argv: list[str], reuse: bool) -> dict:
     print("$ " + " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     return json.loads(out.read_text())
+
+
+def mean_sd(values: list[float], scale: float = 1.0, digits: int = 4) -> str:
+    """``0.1234`` for one value, ``0.1234 ± 0.0056`` (sample sd) for several; values multiplied by ``scale``."""
+    values = [v * scale for v in values]
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Two-sided p-value of Welch's t-test of ``a`` against ``b`` over seeds; ``None`` when it cannot be
+    computed (fewer than 2 values a side, or no spread on either side)."""
+    if len(a) < 2 or len(b) < 2 or (statistics.pstdev(a) == 0 and statistics.pstdev(b) == 0):
+        return None
+    from scipy import stats
+
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)

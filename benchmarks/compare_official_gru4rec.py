@@ -37,7 +37,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import REPO, bar_plot, machine, run_tfpps_cached, table, write_results
+from benchmarks.common import REPO, bar_plot, machine, run_tfpps_cached, table, welch_p, write_results
 
 PINNED_COMMIT = "d1fc31105577665d2f105de1c8d9a38d223a9a22"
 OFFICIAL_PY = REPO / "benchmarks" / "gru4rec_official" / ".venv" / "bin" / "python"
@@ -113,15 +113,6 @@ def run_ours(args, name: str, setting: dict, seed: int, gru_cell: str) -> dict:
     argv = tfpps_argv(setting, args.epochs, seed, gru_cell, args.data_dir)
     os.environ["TFPPS_BENCH_THREADS"] = str(args.threads)
     return run_tfpps_cached(out, argv, args.reuse)
-
-
-def welch_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided p-value of Welch's t-test of ``a`` against ``b`` (``None`` with fewer than 2 values a side)."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    from scipy import stats
-
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def mean_std(values: list[float], scale: float = 1.0, digits: int = 4) -> str:

@@ -60,7 +60,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, bar_plot, machine, run_tfpps_cached, table, write_results
+from benchmarks.common import REPO, RESULTS, bar_plot, machine, mean_sd, run_tfpps_cached, table, write_results
 
 MODELS = ("pop", "itemknn", "sknn", "vsknn", "gru4rec", "narm")
 NEURAL = ("gru4rec", "narm")
@@ -150,14 +150,6 @@ def examples_per_second(result: dict, examples: int | None) -> float | None:
     return examples / seconds
 
 
-def mean_sd(values: list[float], scale: float = 100.0) -> str:
-    """``12.34`` for one value, ``12.34 ± 0.56`` (sample sd) for several; values scaled by ``scale``."""
-    values = [v * scale for v in values]
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
 def tfpps_row(model: str, setting: str, results: list[dict], dataset: str, examples: int | None = None) -> dict:
     """One table row of a tfpps model (``results``: one result dict per seed), with its published counterpart."""
     published = next((p for p in PUBLISHED.get(dataset, []) if p[1] == model), None)
@@ -173,8 +165,8 @@ def tfpps_row(model: str, setting: str, results: list[dict], dataset: str, examp
     return {
         "model": model + (" (time-limited)" if limited else ""),
         "setting": setting + (f", {len(results)} seeds" if len(results) > 1 else ""),
-        "R@20 %": mean_sd([r["metrics"]["recall@20"] for r in results]),
-        "MRR@20 %": mean_sd([r["metrics"]["mrr@20"] for r in results]),
+        "R@20 %": mean_sd([r["metrics"]["recall@20"] for r in results], scale=100, digits=2),
+        "MRR@20 %": mean_sd([r["metrics"]["mrr@20"] for r in results], scale=100, digits=2),
         "published R@20": f"{published[2]:.2f}" if published else "",
         "published MRR@20": f"{published[3]:.2f}" if published else "",
         "epochs": joined("epochs_run") if neural else "fit",

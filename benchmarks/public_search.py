@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, RESULTS, bar_plot, machine, run_tfpps_cached, table, write_results
+from benchmarks.common import REPO, RESULTS, bar_plot, machine, mean_sd, run_tfpps_cached, table, welch_p, write_results
 
 DATASET = "amazon-cellphones-hem"
 MODELS = ("pop", "bm25", "qem", "hem", "aem", "zam", "hrnn_search")
@@ -85,21 +85,6 @@ def run_model(model: str, args: argparse.Namespace) -> tuple[str, list[dict]]:
         argv = [*base, *([f"--seed={seed}"] if seed is not None else []), f"--run_dir=runs/bench-{tag}", "--verbose=2"]
         results.append(run_tfpps_cached(RESULTS / "runs" / f"{tag}.json", argv, args.reuse))
     return setting, results
-
-
-def welch_p(a: list[float], b: list[float]) -> float | None:
-    """Two-sided Welch t-test p-value of two seed samples (None with fewer than 2 per side or no spread)."""
-    if len(a) < 2 or len(b) < 2 or (statistics.pstdev(a) == 0 and statistics.pstdev(b) == 0):
-        return None
-    from scipy import stats
-
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
-def mean_sd(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def best_valid(result: dict) -> float | None:
