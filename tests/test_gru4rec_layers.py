@@ -482,3 +482,20 @@ def test_sessions_from_lists_offsets():
     s = Sessions.from_lists([[2, 3], [4, 5, 6]], [5, 1])
     np.testing.assert_array_equal(s.offsets, [0, 2, 5])
     np.testing.assert_array_equal(s.lengths, [2, 3])
+
+
+@pytest.mark.parametrize("cell_cls, activation", [(ChoGRUCell, "tanh"), (ChoGRUCell, "relu"),
+                                                  (ResetAfterGRUCell, "tanh"), (ResetAfterGRUCell, "relu")])
+def test_numpy_step_equals_recurrent_step(cell_cls, activation):
+    """The NumPy step of the streamed evaluation computes the cell's own step (to float rounding)."""
+    cell = cell_cls(6, seed=3, activation=activation)
+    cell.build(tf.TensorShape([None, 4]))
+    for w in cell.trainable_weights:  # non-zero biases, so that every term of the step counts
+        w.assign(tf.random.stateless_normal(w.shape, seed=[len(w.name), 1]))
+    vx = tf.random.stateless_normal([5, 18], seed=[1, 2])
+    h = tf.random.stateless_normal([5, 6], seed=[3, 4])
+    want = cell.recurrent_step(vx, h).numpy()
+    got = cell.numpy_step()(vx.numpy(), h.numpy())
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.abs(want - h.numpy()).max() > 0.1  # the step moves the state: the comparison is not vacuous

@@ -42,9 +42,20 @@ Example::
 from __future__ import annotations
 
 import math
+from typing import Callable
+
+import numpy as np
 
 import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
+
+
+def numpy_sigmoid(x: np.ndarray) -> np.ndarray:
+    """The logistic function in NumPy as ``(1 + tanh(x / 2)) / 2``: no overflow for large ``|x|``."""
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+NUMPY_ACTIVATIONS = {"tanh": np.tanh, "relu": lambda x: np.maximum(x, 0.0)}  # the candidate's, for numpy_step
 
 
 class GateStackedUniform(tf.keras.initializers.Initializer):
@@ -124,6 +135,25 @@ class ChoGRUCell(tf.keras.layers.Layer):
         z = tf.sigmoid(vx_z + vh_z)
         cand = self._act(tf.matmul(r * h, self.Wh) + vx_h)
         return (1.0 - z) * h + z * cand
+
+    def numpy_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """:meth:`recurrent_step` in NumPy on a snapshot of the weights: ``step(vx, h) -> h'``.
+
+        For inference loops run step by step outside a traced function (GRU4Rec's streamed evaluation),
+        where TensorFlow's per-operation dispatch in eager mode costs more than the arithmetic. Equal to
+        :meth:`recurrent_step` up to float rounding.
+        """
+        w_rz, w_h = self.Wrz.numpy(), self.Wh.numpy()
+        act = NUMPY_ACTIVATIONS[self.activation]
+        u = self.units
+
+        def step(vx: np.ndarray, h: np.ndarray) -> np.ndarray:
+            vh = h @ w_rz
+            r = numpy_sigmoid(vx[:, u : 2 * u] + vh[:, :u])
+            z = numpy_sigmoid(vx[:, 2 * u :] + vh[:, u:])
+            return (1.0 - z) * h + z * act((r * h) @ w_h + vx[:, :u])
+
+        return step
 
     def call(self, x: tf.Tensor, h: tf.Tensor) -> tf.Tensor:
         """One step: ``x`` ``[B, D]`` (or ids ``[B]``), ``h`` ``[B, H]`` -> new state ``[B, H]``."""

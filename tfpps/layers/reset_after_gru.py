@@ -43,10 +43,14 @@ Example::
 """
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
+
 import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
-from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
+from tfpps.layers.cho_gru import NUMPY_ACTIVATIONS, ChoGRUCell, GateStackedUniform, numpy_sigmoid
 
 
 class ResetAfterGRUCell(ChoGRUCell):
@@ -98,6 +102,21 @@ class ResetAfterGRUCell(ChoGRUCell):
         z = tf.sigmoid(vx_z + vh_z)
         n = self._act(vx_n + r * vh_n)
         return (1.0 - z) * n + z * h
+
+    def numpy_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """:meth:`recurrent_step` in NumPy on a snapshot of the weights (see :meth:`ChoGRUCell.numpy_step`)."""
+        w_hh = self.W_hh.numpy()
+        b_hh = 0.0 if self.b_hh is None else self.b_hh.numpy()
+        act = NUMPY_ACTIVATIONS[self.activation]
+        u = self.units
+
+        def step(vx: np.ndarray, h: np.ndarray) -> np.ndarray:
+            vh = h @ w_hh + b_hh
+            r = numpy_sigmoid(vx[:, :u] + vh[:, :u])
+            z = numpy_sigmoid(vx[:, u : 2 * u] + vh[:, u : 2 * u])
+            return (1.0 - z) * act(vx[:, 2 * u :] + r * vh[:, 2 * u :]) + z * h
+
+        return step
 
     def get_config(self):
         return {**super().get_config(), "recurrent_bias": self.recurrent_bias}

@@ -12,8 +12,9 @@ ranking) costs seconds: more than the whole evaluation of a YOOCHOOSE-sized test
 2. :func:`build_streams` lays them out as :func:`~tfpps.models.gru4rec.eval_streams` does (one "main"
    run per record scored at every end ``e <= max_len``; one run of the last ``max_len`` items for
    every end ``e > max_len``, as the prefix evaluation cuts those histories);
-3. streams are sorted by length and run ``eval.batch_size`` at a time through the model's GRU layers
-   in eager mode (a chunk runs only as many steps as its longest stream);
+3. streams are sorted by length and run ``eval.batch_size`` at a time through the model's GRU layers:
+   the input projection in TensorFlow, the recurrence step by step in NumPy (a chunk runs only as
+   many steps as its longest stream, and a step only the streams still running);
 4. the states at the scoring points are scored against all items (``h W_y^T + b_y``) and ranked with
    :func:`rank_rows`, i.e. :math:`r = 1 + |\\{j \\ge \\mathrm{FIRST\\_ID},\\ j \\ne t : s_j > s_t\\}|`
    (``>=`` for ``conservative`` ties), PAD and OOV never counted: the evaluator's ranks, scored in
@@ -128,21 +129,27 @@ def rank_rows(states: tf.Tensor, targets: np.ndarray, weights: tf.Tensor, bias: 
     return np.where(nan_target, int(scores.shape[1]), count - own + 1)
 
 
-def run_layers_eagerly(model: Any, items: np.ndarray, length: np.ndarray) -> tf.Tensor:
-    """``outputs [S, L, H]`` of ``model.run_layers(items, length)`` computed step by step in eager mode
-    (each cell's ``project_inputs`` once, then its ``recurrent_step`` per step; padding steps carry the
-    state), which in eager mode costs a fraction of ``tf.scan``'s per-iteration overhead."""
-    mask = tf.constant(np.arange(items.shape[1])[None, :] < length[:, None])
+def run_layers_eagerly(model: Any, items: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """``outputs [S, L, H]`` of ``model.run_layers(items, length)`` for rows sorted by ``length``,
+    longest first. Each cell's ``project_inputs`` runs once in TensorFlow; the recurrence runs in NumPy
+    (the cell's ``numpy_step``), where eager TensorFlow would pay its per-operation dispatch at every
+    step. As rows are sorted, the streams still running at step ``t`` are the first ``n_t`` rows, so a
+    step touches only those; entries past a row's length are left at zero (no scoring point reads them)."""
+    if len(length) > 1 and np.any(np.diff(length) > 0):
+        raise ValueError("run_layers_eagerly: rows must be sorted by length, longest first")
+    running = np.searchsorted(-np.asarray(length), -np.arange(items.shape[1]), side="right")  # rows with length > t
     h_seq = model._input_embedding(tf.constant(items))
     for cell in model.cells:
-        vx = cell.project_inputs(h_seq)  # [S, L, 3H]
-        h = tf.zeros([items.shape[0], cell.units], vx.dtype)
-        outs = []
+        vx = cell.project_inputs(tf.convert_to_tensor(h_seq)).numpy()  # [S, L, 3H]
+        step = cell.numpy_step()
+        out = np.zeros(vx.shape[:2] + (cell.units,), vx.dtype)
+        h = np.zeros((items.shape[0], cell.units), vx.dtype)
         for t in range(items.shape[1]):
-            h = tf.where(mask[:, t, None], cell.recurrent_step(vx[:, t], h), h)
-            outs.append(h)
-        h_seq = tf.stack(outs, axis=1)
-    return h_seq
+            n = int(running[t])
+            h[:n] = step(vx[:n, t], h[:n])
+            out[:n, t] = h[:n]
+        h_seq = out
+    return h_seq if isinstance(h_seq, np.ndarray) else h_seq.numpy()
 
 
 def stream_states(model: Any, sequences: Sequence[np.ndarray], points: Sequence[np.ndarray], chunk: int):
@@ -158,11 +165,11 @@ def stream_states(model: Any, sequences: Sequence[np.ndarray], points: Sequence[
             items[i, : len(sequences[r])] = sequences[r]
             length[i] = len(sequences[r])
         outputs = run_layers_eagerly(model, items, length)  # [S, L, H]
-        zero = tf.zeros([len(rows), 1, outputs.shape[-1]], outputs.dtype)
-        states = tf.concat([zero, outputs], axis=1)  # state after e items, e = 0..width
         counts = np.array([len(points[r]) for r in rows])
-        where = np.stack([np.repeat(np.arange(len(rows)), counts), np.concatenate([points[r] for r in rows])], axis=1)
-        yield tf.gather_nd(states, where), rows
+        row_of = np.repeat(np.arange(len(rows)), counts)
+        ends = np.concatenate([points[r] for r in rows])  # state after e items; e = 0: the zero state
+        states = np.where((ends > 0)[:, None], outputs[row_of, np.maximum(ends - 1, 0)], 0.0).astype(outputs.dtype)
+        yield tf.constant(states), rows
 
 
 def evaluate_eagerly(model: Any, data: Any, split: str, run: Any, ks: Sequence[int] = (5, 10, 20),
