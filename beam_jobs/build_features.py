@@ -307,7 +307,7 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     DirectRunner, in its single-process ``in_memory`` mode, and quiet worker logs.
 
     The multi-process mode is not the default: it has lost events in this job's volume runs
-    (``benchmarks/beam_multiprocess_repro.py``). Asked for explicitly it is kept, with all cores unless
+    (``benchmarks/scale/beam_multiprocess_repro.py``). Asked for explicitly it is kept, with all cores unless
     ``--direct_num_workers`` is given, and a one-line warning on stderr."""
     from apache_beam.options.pipeline_options import DirectOptions
 

@@ -1,4 +1,8 @@
-"""Shared helpers for benchmark scripts: machine description, tables, JSON + PNG output."""
+"""Shared helpers for benchmark scripts: machine description, tables, JSON + PNG output.
+
+A benchmark ``benchmarks/<group>/<name>.py`` keeps its results in ``benchmarks/<group>/results/<name>/``
+(:func:`results_dir`): its JSON and PNG files, and its per-run cache ``runs/`` (gitignored).
+"""
 from __future__ import annotations
 
 import json
@@ -12,9 +16,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+
+def results_dir(script: str) -> Path:
+    """The results folder of the benchmark whose ``__file__`` is ``script``: ``<its folder>/results/<its name>``."""
+    path = Path(script).resolve()
+    return path.parent / "results" / path.stem
 
 
 def machine() -> dict:
@@ -75,21 +84,22 @@ def table(rows: list[dict], columns: list[str], title: str = "") -> str:
     return "\n".join(lines)
 
 
-def write_results(name: str, payload: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(folder: Path, name: str, payload: dict) -> Path:
+    """``payload`` as ``folder/name.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
 
 
-def bar_plot(name: str, labels: list[str], series: dict[str, list[float]], ylabel: str, title: str) -> Path:
+def bar_plot(folder: Path, name: str, labels: list[str], series: dict[str, list[float]], ylabel: str, title: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     x = np.arange(len(labels))
     width = 0.8 / max(1, len(series))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(labels) * max(1, len(series)) / 2), 4))
@@ -105,7 +115,7 @@ def bar_plot(name: str, labels: list[str], series: dict[str, list[float]], ylabe
     if len(series) > 1:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
     fig.tight_layout()
-    path = RESULTS / f"{name}.png"
+    path = folder / f"{name}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -1,8 +1,8 @@
-"""benchmarks.compare_official_gru4rec hands both sides the same settings: every official parameter reaches
+"""benchmarks.references.compare_official_gru4rec hands both sides the same settings: every official parameter reaches
 the tfpps config field of the same meaning, and the official parameter string is what run.py parses."""
 import pytest
 
-from benchmarks import compare_official_gru4rec as cmp
+from benchmarks.references import compare_official_gru4rec as cmp
 from tfpps import train as train_cli
 
 

@@ -1,4 +1,4 @@
-"""The HEM-benchmark conversion for the Wenjun-Peng PyTorch reference (benchmarks/wenjun_peng/convert.py)
+"""The HEM-benchmark conversion for the Wenjun-Peng PyTorch reference (benchmarks/references/wenjun_peng/convert.py)
 and the scripts' refusal of a bad --reference-dir. No torch, no shared data: a tiny qrels fixture."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.wenjun_peng import convert as cv
+from benchmarks.references.wenjun_peng import convert as cv
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -100,7 +100,7 @@ def test_trec_metrics_match_tfpps(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("flags", [[], ["--reference-dir", "/nonexistent/wp-ref"], ["--reference-dir", "."]])
 def test_run_reference_refuses_bad_reference_dir(flags: list[str], tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "wenjun_peng" / "run_reference.py"), *flags,
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "references" / "wenjun_peng" / "run_reference.py"), *flags,
                            "--out", str(tmp_path / "x.json")], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -110,7 +110,7 @@ def test_run_reference_refuses_bad_reference_dir(flags: list[str], tmp_path: Pat
 
 @pytest.mark.parametrize("flags", [[], ["--reference-dir", "/nonexistent/wp-ref"], ["--reference-dir", "."]])
 def test_compare_refuses_bad_reference_dir(flags: list[str], capsys) -> None:
-    from benchmarks import compare_wenjun_peng
+    from benchmarks.references import compare_wenjun_peng
 
     assert compare_wenjun_peng.main(flags) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -118,7 +118,7 @@ def test_compare_refuses_bad_reference_dir(flags: list[str], capsys) -> None:
 
 
 def test_tfpps_run_with_own_query_ids_scored_on_equivalent_qrels(tmp_path: Path) -> None:
-    from benchmarks.compare_wenjun_peng import score_tfpps_run
+    from benchmarks.references.compare_wenjun_peng import score_tfpps_run
     from tfpps.evaluation.trec import run_file_metrics
 
     (tmp_path / "official.qrels").write_text("u1_2 0 iC 1 \nu1_2 0 iD 1 \nu2_2 0 iB 1 \n")

@@ -1,6 +1,6 @@
 """``configs/datasets/diginetica.yaml``: DIGINETICA from the raw ``train-item-views.csv``, prepared as SR-GNN's
 ``datasets/preprocess.py`` prepares it. A hand-counted fixture runs through the Beam job with the recipe's own flags.
-``python -m benchmarks.srgnn_preprocess_check`` compares the recipe with SR-GNN's script itself on a large fixture.
+``python -m benchmarks.references.srgnn_preprocess_check`` compares the recipe with SR-GNN's script itself on a large fixture.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""benchmarks/public.py: the tfpps runs it asks for and the table rows it builds (no training)."""
+"""benchmarks/accuracy/public.py: the tfpps runs it asks for and the table rows it builds (no training)."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import public  # noqa: E402
+from benchmarks.accuracy import public  # noqa: E402
 
 
 def args(**over) -> argparse.Namespace:

@@ -109,7 +109,7 @@ Departures from the official code:
     ``h~ = tanh(x W_h + (r * h) U_h + b_h)``, one bias, ``h' = (1 - z) h + z h~``.
     Same matrices, different functions; the weights of one do not load into the
     other. ``reset_after`` is the default because it measures best: on the
-    official YOOCHOOSE-100k files (``python -m benchmarks.compare_official_gru4rec``,
+    official YOOCHOOSE-100k files (``python -m benchmarks.references.compare_official_gru4rec``,
     3 seeds each) it scores R@20 0.577 against ``cho``'s 0.561 with the RSC15
     BPR-max setting (MRR@20 0.287 against 0.280), while with the cross-entropy
     setting ``cho`` is ahead by less (R@20 0.682 against 0.679, MRR@20 0.361

@@ -1,0 +1,1 @@
+"""Scale benchmarks: how tfpps grows with data volume, catalogue size and workers."""

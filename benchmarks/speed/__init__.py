@@ -1,0 +1,1 @@
+"""Speed benchmarks: how fast tfpps trains, reads data, evaluates and serves on one machine."""
