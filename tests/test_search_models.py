@@ -13,7 +13,7 @@ from tfpps.config import ConfigError, build_run_config
 from tfpps.data import pipeline, synthetic
 from tfpps.evaluation.trec import run_file_metrics
 from tfpps.layers.query_encoder import QueryEncoder
-from tfpps.models.aem import attention_weights
+from tfpps.models.search.aem import attention_weights
 from tfpps.tasks.negative_sampling import UnigramSampler, negative_sampling_loss
 from tfpps.training.trainer import build_model, evaluate_split, train
 

@@ -59,7 +59,7 @@ Departures from the reference (``iknn.py``)
   order is unspecified); the zero-score fallback above is added (the
   reference leaves zeros).
 * ``remind=False`` (not in the reference; the ``VMContextKNN`` option of
-  session-rec, see :mod:`tfpps.models.sknn`) gives every item of the history
+  session-rec, see :mod:`tfpps.models.baselines.sknn`) gives every item of the history
   window (all ``data.max_len`` items, not only the last ``history_window``)
   score 0: for data where items are never consumed twice and the protocol
   does not mask the history (MovieLens, RecBole protocol).

@@ -26,7 +26,7 @@ Model, for a user with earlier training purchases
     M_uq    = lambda enc(q) + (1 - lambda) u                   # then as HEM: s(i) = M_uq . v_i
 
 Trained like the other search models, with HEM's recipe (SGD 0.1, clip 5,
-zero-initialised item vectors, uniform item noise; see AEM's departure 2) (:mod:`tfpps.models.search_base`):
+zero-initialised item vectors, uniform item noise; see AEM's departure 2) (:mod:`tfpps.models.search.search_base`):
 negative sampling for ``M_uq -> item`` plus the item -> word term.
 
 Inferred (not from the paper or any official code)
@@ -65,7 +65,7 @@ import tensorflow as tf
 from tfpps import registry
 from tfpps.config import ConfigError
 from tfpps.data.pipeline import DatasetDir
-from tfpps.models.search_base import SearchConfig, SearchModel
+from tfpps.models.search.search_base import SearchConfig, SearchModel
 
 
 @dataclasses.dataclass

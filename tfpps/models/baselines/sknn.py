@@ -63,7 +63,7 @@ list) and the protocol does not mask the history.
 Zero scores: with ``fallback='popularity'`` (default) items without a
 positive score get :math:`-1 + \\tfrac12 n_j/\\max_k n_k` (training counts),
 below every positive score, so the evaluator's optimistic ``ties='standard'``
-does not reward a target nobody scored; see :mod:`tfpps.models.itemknn`.
+does not reward a target nobody scored; see :mod:`tfpps.models.baselines.itemknn`.
 
 Departures from the references
 ------------------------------
@@ -151,7 +151,7 @@ from tfpps import registry
 from tfpps.models.base import NonNeuralModel
 from tfpps.config import choice, non_negative, positive
 from tfpps.spec.schema import FIRST_ID
-from tfpps.models.itemknn import (
+from tfpps.models.baselines.itemknn import (
     FALLBACKS, apply_fallback, expand_rows, fallback_floor, inverted_index, read_sequences, zero_history,
 )
 

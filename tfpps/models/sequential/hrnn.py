@@ -148,7 +148,7 @@ class HRNNConfig:
             ):
                 raise ConfigError(
                     f"model_params.{name}={value!r}: expected one positive layer size, e.g. [100] "
-                    "(multi-layer HGRU4Rec is not supported, see tfpps/models/hrnn.py)"
+                    "(multi-layer HGRU4Rec is not supported, see tfpps/models/sequential/hrnn.py)"
                 )
         choice(self, "loss", self.LOSSES)
         choice(self, "final_act", self.FINAL_ACTS)

@@ -45,7 +45,7 @@ longer than ``data.max_len`` are cut to their last ``max_len`` items as in the
 prefix evaluation (the official evaluation never cuts: set ``max_len`` at least
 the longest test session to match it). Where the data allows it (single targets,
 no ``mask_history``, no validation sample) the trainer calls
-:meth:`GRU4Rec.evaluate_eagerly` instead (:mod:`tfpps.models.gru4rec_eager_eval`):
+:meth:`GRU4Rec.evaluate_eagerly` instead (:mod:`tfpps.models.sequential.gru4rec_eager_eval`):
 the same streams and ranks computed eagerly, with no tf.function to trace or
 XLA ranking to compile, which is what makes scoring a YOOCHOOSE-sized test
 set cost about what the official evaluation costs.
@@ -137,7 +137,7 @@ from tfpps.data.pipeline import concat_rows, finish, prefix_examples
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.reset_after_gru import ResetAfterGRUCell
 from tfpps.layers.samplers import PopularitySampler
-from tfpps.models import gru4rec_eager_eval
+from tfpps.models.sequential import gru4rec_eager_eval
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.registry import register
 from tfpps.tasks import losses
@@ -455,7 +455,7 @@ class GRU4Rec(SequentialModel):
 
     def evaluate_eagerly(self, data: Any, split: str, run: Any, ks=(5, 10, 20), ties: str = "standard"):
         """Metrics of ``split`` computed eagerly, streamed as the official evaluation (see
-        :mod:`tfpps.models.gru4rec_eager_eval`); ``None`` where :meth:`eval_dataset`'s traced path applies."""
+        :mod:`tfpps.models.sequential.gru4rec_eager_eval`); ``None`` where :meth:`eval_dataset`'s traced path applies."""
         return gru4rec_eager_eval.evaluate_eagerly(self, data, split, run, ks=ks, ties=ties)
 
     def stream_states(self, items, length, points, targets):
