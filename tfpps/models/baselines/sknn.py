@@ -148,7 +148,7 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps import registry
-from tfpps.models.base import NonNeuralModel
+from tfpps.models.base import NonNeuralModel, max_len_of
 from tfpps.config import choice, non_negative, positive
 from tfpps.spec.schema import FIRST_ID
 from tfpps.data.examples.knn_sequences import expand_rows, read_sequences, recency_index
@@ -300,7 +300,7 @@ class SessionKNN(NonNeuralModel):
             return self.strategy == "dense"
         if self.num_sequences == 0:
             return True
-        max_len = int(getattr(getattr(self.run_config, "data", None), "max_len", 0) or 50)
+        max_len = max_len_of(self.run_config)
         freq = np.bincount(self.seq_items, minlength=self.num_items).astype(np.float64)
         mean_list = float((freq * np.diff(offsets)).sum() / max(freq.sum(), 1.0))
         entries = float(np.minimum(self.seq_len, max_len).mean()) * mean_list

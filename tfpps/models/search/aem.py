@@ -30,7 +30,7 @@ same item table holds the attended history vectors and the target vectors.
 
 Departures / inferred details
 -----------------------------
-1. The history is the user's most recent ``history_length`` *training*
+1. The history is the user's most recent ``data.max_len`` *training*
    purchases before the example (the Beam job's ``history_item_ids``);
    the paper attends over all earlier purchases.
 2. **Optimisation as HEM, not as the third-party code.** The third-party

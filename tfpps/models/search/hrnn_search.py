@@ -46,7 +46,7 @@ Inferred (not from the paper or any official code)
    0.7/0.3 weights on separate scores instead).
 6. **Scoring** by dot product with item vectors (the paper re-ranks
    documents with a learned scoring layer over several features).
-7. History = the user's ``history_length`` most recent *training* purchases
+7. History = the user's ``data.max_len`` most recent *training* purchases
    (as AEM/ZAM), so a session may be cut at its start.
 
 Example::

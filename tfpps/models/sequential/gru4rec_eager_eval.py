@@ -40,6 +40,7 @@ import tensorflow as tf
 from tfpps.spec import schema
 from tfpps.spec.schema import FIRST_ID
 from tfpps.evaluation.metrics import METRICS, metric_name, ranks_from_scores, single_target_metrics
+from tfpps.models.base import max_len_of
 
 
 def _split_rows(values: np.ndarray, row_splits: np.ndarray) -> list[np.ndarray]:
@@ -174,7 +175,7 @@ def evaluate_eagerly(model: Any, data: Any, split: str, run: Any, ks: Sequence[i
     if bool(getattr(run.eval, "mask_history", False)):
         return None
     items, targets = read_records(data, split)
-    sequences, points, point_targets = build_streams(items, targets, int(run.data.max_len))
+    sequences, points, point_targets = build_streams(items, targets, max_len_of(run))
     if not sequences:
         raise ValueError("evaluate: the batches hold no examples")
     weights, bias = tf.convert_to_tensor(model.Wy), tf.convert_to_tensor(model.By)

@@ -116,7 +116,7 @@ from tfpps.config import ConfigError, choice, non_negative, positive, probabilit
 from tfpps.data.examples import hrm_examples
 from tfpps.data.pipeline import training_records
 from tfpps.spec.schema import BASKET, FIRST_ID, PAD_ID
-from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
+from tfpps.models.base import DatasetInfo, SequentialModel, max_len_of, seed_of
 from tfpps.registry import register
 from tfpps.tasks.sampled_softmax import CatalogueSampledSoftmax, validate_softmax_params
 
@@ -201,7 +201,7 @@ class HRM(SequentialModel):
     def __init__(self, params: HRMConfig, info: DatasetInfo, run=None, **kwargs):
         super().__init__(params, info, run, **kwargs)
         params.validate()
-        max_len = getattr(getattr(run, "data", None), "max_len", None)
+        max_len = max_len_of(run, default=None)
         if max_len is not None and info.kind != BASKET and params.high_order > max_len:
             raise ConfigError(f"model_params.high_order={params.high_order!r}: must be <= data.max_len={max_len}")
         seed = seed_of(run)

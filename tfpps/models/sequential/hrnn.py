@@ -100,7 +100,8 @@ from tfpps.data.examples import hrnn_examples
 from tfpps.data.pipeline import finish
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.samplers import PopularitySampler
-from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
+from tfpps.models.base import DatasetInfo
+from tfpps.models.sequential._slot_parallel import SlotParallelModel, train_section
 from tfpps.registry import register
 from tfpps.tasks import losses
 
@@ -163,22 +164,14 @@ class HRNNConfig:
             )
 
 
-def _train_section(run: Any) -> Any:
-    return getattr(run, "train", run)
-
-
 @register("hrnn", HRNNConfig)
-class HRNN(SequentialModel):
+class HRNN(SlotParallelModel):
     """HRNN / HGRU4Rec (Quadrana et al. 2017): session GRU initialised from a user GRU, user-parallel."""
 
     def __init__(self, params: HRNNConfig, info: DatasetInfo, run: Any, **kwargs):
-        super().__init__(params, info, run, **kwargs)
-        params.validate()
+        super().__init__(params, info, run, **kwargs)  # validates params; batch_size, seed, num_items
         p = params
-        self.batch_size = int(_train_section(run).batch_size)
-        self.seed = seed_of(run)
-        n = int(info.num_items)
-        self.num_items = n
+        n = self.num_items
         hs, hu = int(p.session_layers[0]), int(p.user_layers[0])
         self.hs_units, self.hu_units = hs, hu
         seed = self.seed
@@ -215,7 +208,7 @@ class HRNN(SequentialModel):
     # ------------------------------------------------------------------ data
     @classmethod
     def make_train_dataset(cls, params: HRNNConfig, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:
-        b = int(_train_section(run).batch_size)
+        b = int(train_section(run).batch_size)
         min_valid = 2 if params.n_sample == 0 else 1
         return hrnn_examples.train_batches(data, b, min_valid, bool(params.drop_tail))
 
@@ -291,14 +284,6 @@ class HRNN(SequentialModel):
 
     # ------------------------------------------------------------------ training
     @tf.autograph.experimental.do_not_convert
-    def train_step(self, inputs):
-        return super().train_step(inputs)
-
-    @tf.autograph.experimental.do_not_convert
-    def test_step(self, inputs):
-        return super().test_step(inputs)
-
-    @tf.autograph.experimental.do_not_convert
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         p = self.params
         y = tf.cast(features["target_items"], tf.int64)
@@ -318,8 +303,7 @@ class HRNN(SequentialModel):
             cols = tf.concat([y, neg.ids], axis=0)
             col_mask = tf.concat([valid, tf.ones([p.n_sample], tf.bool)], axis=0)
         loss = self._loss(self.output_scores(h_s, h_u, cols), valid, col_mask)
-        n = tf.reduce_sum(tf.cast(valid, loss.dtype))
-        self.loss_per_event.update_state(tf.math.divide_no_nan(loss * self.batch_size, n), sample_weight=n)
+        self.log_slot_loss(loss, valid)
         return loss
 
     # ------------------------------------------------------------------ evaluation
@@ -403,9 +387,6 @@ class HRNN(SequentialModel):
         """``[W_y, b_y (, W_uy)]``."""
         parts = [self.Wy, self.By[:, None]] + ([self.Wuy] if self.params.user_to_output else [])
         return tf.concat(parts, axis=1)
-
-    def call(self, features, training=False):
-        return self.score_items(features)
 
 
 def _run_from_projection(cell: ChoGRUCell, vx: tf.Tensor, mask: tf.Tensor, h0: tf.Tensor):
