@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfpps import registry
 from tfpps.config import ConfigError, build_run_config
-from tfpps.models.bm25 import BM25, BM25Config, bm25_postings
+from tfpps.models.baselines.bm25 import BM25, BM25Config, bm25_postings
 from tfpps.training.trainer import train
 from tests.test_search_models import _run, search_dataset  # noqa: F401  (module-scoped fixture defined there)
 

@@ -12,9 +12,9 @@ from serving_helpers import N_ITEMS, tiny_export, tiny_run, workdir
 from tfpps.config import RunConfig
 from tfpps.spec.schema import FIRST_ID, OOV_TOKEN, PAD_TOKEN
 from tfpps.models.base import DatasetInfo, has_item_vectors
-from tfpps.models.gru4rec import GRU4Rec, GRU4RecConfig
-from tfpps.models.hrm import HRM, HRMConfig
-from tfpps.models.narm import NARM, NARMConfig
+from tfpps.models.sequential.gru4rec import GRU4Rec, GRU4RecConfig
+from tfpps.models.sequential.hrm import HRM, HRMConfig
+from tfpps.models.sequential.narm import NARM, NARMConfig
 from tfpps.serving import module as serving_module
 from tfpps.serving.manifest import ITEM_META_EXPORT, read_manifest
 from tfpps.serving.module import ExportError, choose_index
@@ -216,8 +216,8 @@ KNN_SETTINGS = [  # every similarity, position weighting and score decay at leas
 @pytest.mark.parametrize("strategy", ["dense", "lists"])
 @pytest.mark.parametrize("name,params", KNN_SETTINGS)
 def test_sknn_tensorflow_scores_equal_the_numpy_reference(name, params, strategy):
-    from tfpps.models.itemknn import apply_fallback
-    from tfpps.models.sknn import VSKNN, SessionKNN, SKNNConfig, VSKNNConfig
+    from tfpps.models.baselines.itemknn import apply_fallback
+    from tfpps.models.baselines.sknn import VSKNN, SessionKNN, SKNNConfig, VSKNNConfig
 
     data = _RandomSessions(seed=len(KNN_SETTINGS) * (strategy == "lists") + KNN_SETTINGS.index((name, params)))
     cls, cfg = (SessionKNN, SKNNConfig) if name == "sknn" else (VSKNN, VSKNNConfig)

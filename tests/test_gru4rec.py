@@ -9,7 +9,7 @@ from tfpps import registry
 from tfpps.config import CONFIG_DIR, ConfigError, RunConfig, TrainConfig, build_run_config
 from tfpps.data.session_parallel import build_schedule
 from tfpps.models.base import DatasetInfo
-from tfpps.models.gru4rec import GRU4Rec, GRU4RecConfig
+from tfpps.models.sequential.gru4rec import GRU4Rec, GRU4RecConfig
 from tfpps.tasks import losses
 from tfpps.training.adagrad_momentum import AdagradM
 

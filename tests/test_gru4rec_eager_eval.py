@@ -1,4 +1,4 @@
-"""GRU4Rec's eager streamed evaluation (tfpps.models.gru4rec_eager_eval) gives the prefix evaluation's metrics,
+"""GRU4Rec's eager streamed evaluation (tfpps.models.sequential.gru4rec_eager_eval) gives the prefix evaluation's metrics,
 ranks as the evaluator ranks (ties, NaN, PAD/OOV), and is what the trainer uses when it applies."""
 import numpy as np
 import pytest
@@ -10,8 +10,8 @@ from test_gru4rec import make_run
 from test_gru4rec_streaming import EvalData, eval_fixture
 from tfpps.evaluation import evaluator
 from tfpps.evaluation.metrics import ranks_from_scores_np
-from tfpps.models import gru4rec_eager_eval as eager
-from tfpps.models.gru4rec import GRU4Rec, GRU4RecConfig
+from tfpps.models.sequential import gru4rec_eager_eval as eager
+from tfpps.models.sequential.gru4rec import GRU4Rec, GRU4RecConfig
 from tfpps.training.trainer import eval_batches, evaluate_split
 
 

@@ -9,7 +9,7 @@ import tensorflow as tf
 from test_gru4rec import FakeData, make_run
 from tfpps.evaluation import evaluator
 from tfpps.evaluation.evaluator import rank_batch
-from tfpps.models.gru4rec import STATE_FEATURE, GRU4Rec, GRU4RecConfig, StreamedEvalBatches
+from tfpps.models.sequential.gru4rec import STATE_FEATURE, GRU4Rec, GRU4RecConfig, StreamedEvalBatches
 from tfpps.training.trainer import eval_batches, evaluate_split
 
 

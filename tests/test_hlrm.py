@@ -14,8 +14,8 @@ from tfpps.data.triplets import UserItems, subsample_history, triplet_dataset
 from tfpps.evaluation import evaluator
 from tfpps.layers.relation_memory import RelationMemory, masked_attention
 from tfpps.models.base import DatasetInfo
-from tfpps.models.cml import CML, CMLConfig
-from tfpps.models.hlrm import HLRM, HLRMConfig
+from tfpps.models.metric.cml import CML, CMLConfig
+from tfpps.models.metric.hlrm import HLRM, HLRMConfig
 from tfpps.tasks.hinge import hinge_loss
 
 NUM_ITEMS, NUM_USERS = 10, 6

@@ -12,7 +12,8 @@ from tfpps.evaluation.metrics import ranks_from_scores_np
 from tfpps.data.pipeline import prefix_examples
 from tfpps.models.base import DatasetInfo
 from tfpps.data.pipeline import basket_eval_examples
-from tfpps.models.hrm import HRM, HRMConfig, basket_examples, last_real_items, masked_pool
+from tfpps.data.examples.hrm_examples import basket_examples
+from tfpps.models.sequential.hrm import HRM, HRMConfig, last_real_items, masked_pool
 
 NUM_ITEMS, NUM_USERS = 8, 5
 

@@ -9,7 +9,7 @@ from tfpps import registry
 from tfpps.config import CONFIG_DIR, ConfigError, RunConfig, TrainConfig, build_run_config
 from tfpps.data import user_parallel
 from tfpps.models.base import DatasetInfo
-from tfpps.models.hrnn import HRNN, HRNNConfig
+from tfpps.models.sequential.hrnn import HRNN, HRNNConfig
 from tfpps.tasks import losses
 from tfpps.training.adagrad_momentum import AdagradM
 

@@ -25,8 +25,9 @@ import tensorflow as tf
 from tfpps import registry
 from tfpps.config import ConfigError, build_run_config
 from tfpps.models.base import DatasetInfo
-from tfpps.models.itemknn import ItemKNN, ItemKNNConfig, read_sequences, topk_rows
-from tfpps.models.sknn import SessionKNN, SKNNConfig, VSKNN, VSKNNConfig
+from tfpps.data.examples.knn_sequences import read_sequences
+from tfpps.models.baselines.itemknn import ItemKNN, ItemKNNConfig, topk_rows
+from tfpps.models.baselines.sknn import SessionKNN, SKNNConfig, VSKNN, VSKNNConfig
 
 N = 7
 R6, R3, R2 = math.sqrt(6), math.sqrt(3), math.sqrt(2)
@@ -279,7 +280,7 @@ def test_registry_and_yaml_defaults():
 
 def test_itemknn_reads_basket_records_as_time_ordered_sessions():
     from tfpps.spec import schema
-    from tfpps.models.itemknn import _as_sequence
+    from tfpps.data.examples.knn_sequences import _as_sequence
 
     raw = schema.encode_example(
         "basket", {"user_id": 2, "baskets": [[2, 3], [], [4, 5, 6]], "basket_timestamps": [1, 2, 3], "target_items": []}

@@ -10,7 +10,7 @@ import tensorflow as tf
 from tfpps.config import ConfigError, RunConfig, build_run_config
 from tfpps.evaluation.metrics import ranks_from_scores_np
 from tfpps.models.base import DatasetInfo
-from tfpps.models.narm import NARM, NARMConfig, narm_prefix_examples
+from tfpps.models.sequential.narm import NARM, NARMConfig, narm_prefix_examples
 
 NUM_ITEMS = 12
 

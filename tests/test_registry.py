@@ -13,7 +13,7 @@ MODELS_DIR = Path(__file__).resolve().parents[1] / "tfpps" / "models"
 
 def test_every_registered_name_in_the_model_files_is_found():
     declared = set()
-    for path in MODELS_DIR.glob("*.py"):
+    for path in MODELS_DIR.rglob("*.py"):
         declared |= set(re.findall(r'register\(\s*"([a-z0-9_]+)"', path.read_text()))
     assert declared >= {"gru4rec", "narm", "hem", "qem", "zam", "bm25", "pop"}
     assert set(registry.names()) == declared

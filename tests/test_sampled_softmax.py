@@ -90,7 +90,7 @@ def test_draws_are_keyed_by_step_and_stream_and_never_pad_oov_or_unseen():
 
 # ---------------------------------------------------------------------------- config
 def test_softmax_options_validate_with_one_line_errors():
-    from tfpps.models.narm import NARMConfig
+    from tfpps.models.sequential.narm import NARMConfig
 
     cfg = NARMConfig()
     assert (cfg.softmax, cfg.n_sample, cfg.sample_alpha, cfg.logq) == ("full", 2048, 0.5, 1.0)
@@ -129,7 +129,7 @@ def test_narm_sampled_loss_uses_the_query_and_the_tied_embedding():
 
 def test_narm_with_sampled_softmax_learns_a_markov_chain_better_than_popularity():
     from test_narm import FakeData, _markov_chain, _markov_sequences, _recall_at, batch
-    from tfpps.models.narm import NARM, NARMConfig
+    from tfpps.models.sequential.narm import NARM, NARMConfig
 
     tf.keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -153,7 +153,7 @@ def test_narm_with_sampled_softmax_learns_a_markov_chain_better_than_popularity(
 
 # ---------------------------------------------------------------------------- HRM
 def test_hrm_sampled_softmax_replaces_the_full_softmax():
-    from tfpps.models.hrm import HRM, HRMConfig
+    from tfpps.models.sequential.hrm import HRM, HRMConfig
 
     run = RunConfig(model="hrm", model_params=HRMConfig(softmax="sampled", n_sample=4, sample_alpha=0.0, dropout=0.0,
                                                          high_order=2))

@@ -13,7 +13,7 @@ from tfpps.config import ConfigError, build_run_config
 from tfpps.data import pipeline, synthetic
 from tfpps.evaluation.trec import run_file_metrics
 from tfpps.layers.query_encoder import QueryEncoder
-from tfpps.models.aem import attention_weights
+from tfpps.models.search.aem import attention_weights
 from tfpps.tasks.negative_sampling import UnigramSampler, negative_sampling_loss
 from tfpps.training.trainer import build_model, evaluate_split, train
 
@@ -256,6 +256,18 @@ def test_search_models_are_registered_with_configs():
         cfg.validate()
     with pytest.raises(ConfigError, match="score"):
         build_run_config("hem", dataset="synthetic-search", overrides={"score": "l1"}).validate()
+
+
+def test_the_history_length_is_data_max_len_and_the_old_key_says_so(tmp_path):
+    for name in ("aem", "zam", "hrnn_search"):  # their recipes keep the 20 most recent purchases
+        assert build_run_config(name, dataset="synthetic-search").data.max_len == 20
+    for key in ("history_length", "model_params.history_length"):
+        with pytest.raises(ConfigError, match=r"^config key model_params\.history_length is no longer read: set data\.max_len instead$"):
+            build_run_config("aem", dataset="synthetic-search", overrides={key: "20"})
+    old = tmp_path / "old.yaml"
+    old.write_text("model_params:\n  history_length: 20\n")
+    with pytest.raises(ConfigError, match=r"old\.yaml:model_params\.history_length is no longer read: set data\.max_len instead$"):
+        build_run_config("aem", dataset="synthetic-search", config_file=str(old))
 
 
 # ----------------------------------------------------------------------------- serving with a query

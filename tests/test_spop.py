@@ -9,7 +9,7 @@ from markov_data import write_sequences_dataset
 from tfpps import registry
 from tfpps.errors import ConfigError
 from tfpps.models.base import DatasetInfo
-from tfpps.models.spop import SessionPopular, SPopConfig
+from tfpps.models.baselines.spop import SessionPopular, SPopConfig
 from tfpps.train import parse
 from tfpps.training.trainer import train
 

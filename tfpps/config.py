@@ -239,6 +239,14 @@ def _field_types(obj: Any) -> dict[str, Any]:
     return {f.name: hints.get(f.name, f.type) for f in dataclasses.fields(obj)}
 
 
+def _reject_renamed(obj: Any, key: str, where: str) -> None:
+    """A key that ``obj``'s dataclass no longer reads under that name (its ``RENAMED_KEYS``, old name ->
+    the key that replaced it) raises one line naming the new key, not the generic unknown-key error."""
+    new = getattr(type(obj), "RENAMED_KEYS", {}).get(key)
+    if new:
+        raise ConfigError(f"config key {where}.{key} is no longer read: set {new} instead")
+
+
 def update_dataclass(obj: Any, values: Mapping[str, Any], where: str) -> Any:
     """Set fields of dataclass ``obj`` from ``values``; unknown keys are errors."""
     if values is None:
@@ -248,6 +256,7 @@ def update_dataclass(obj: Any, values: Mapping[str, Any], where: str) -> Any:
     types_ = _field_types(obj)
     for key, value in values.items():
         if key not in types_:
+            _reject_renamed(obj, key, where)
             raise ConfigError(f"unknown config key {where}.{key}; known keys: {', '.join(sorted(types_))}")
         setattr(obj, key, _coerce(value, types_[key], f"{where}.{key}"))
     return obj
@@ -291,10 +300,13 @@ def resolve_key(cfg: RunConfig, key: str) -> tuple[Any, str]:
             raise ConfigError(f"unknown config key {key!r}; sections are {', '.join(RunConfig.SECTIONS)}")
         obj = getattr(cfg, section)
         if leaf not in _field_types(obj):
+            _reject_renamed(obj, leaf, section)
             raise ConfigError(f"unknown config key {key!r}; known in {section}: {', '.join(sorted(_field_types(obj)))}")
         return obj, leaf
     owners = [s for s in RunConfig.SECTIONS if key in _field_types(getattr(cfg, s))]
     if not owners:
+        for section in RunConfig.SECTIONS:
+            _reject_renamed(getattr(cfg, section), key, section)
         raise ConfigError(f"unknown config key {key!r} (try --help for the list of options)")
     if len(owners) > 1:
         raise ConfigError(f"config key {key!r} is ambiguous; write one of {', '.join(o + '.' + key for o in owners)}")

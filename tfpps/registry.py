@@ -16,18 +16,30 @@ from tfpps.errors import ConfigError
 SEQUENTIAL = "sequential"  # next-item prediction from an item history (data kind "sequential")
 NONNEURAL = "nonneural"  # fitted in one pass (popularity, KNN); no gradient training
 
-# Every module of the tfpps.models package is imported once, by file name: a model registers itself with
-# @register in its own file, so adding a model is one .py (and its configs/models/<name>.yaml); no list to edit.
+# Every module of the tfpps.models package and of its sub-packages (one per kind of model: sequential,
+# search, metric, baselines) is imported once, by file name: a model registers itself with @register in its
+# own file, so adding a model is one .py (and its configs/models/<name>.yaml); no list to edit.
 MODELS_PACKAGE = "tfpps.models"
 
 
 def _model_modules() -> list[str]:
-    """The modules of :data:`MODELS_PACKAGE`, sorted by file name (shared parts such as ``base`` register
-    nothing and are imported anyway)."""
+    """The modules of :data:`MODELS_PACKAGE` and of every sub-package below it, sorted by dotted name
+    (shared parts such as ``base`` register nothing and are imported anyway; names starting with ``_``
+    are private helpers and are skipped, as is everything below a private package).
+
+    >>> [m for m in _model_modules() if m.endswith((".base", ".gru4rec"))]
+    ['tfpps.models.base', 'tfpps.models.sequential.gru4rec']
+    """
     import pkgutil
 
     package = importlib.import_module(MODELS_PACKAGE)
-    return sorted(f"{MODELS_PACKAGE}.{m.name}" for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+    found = pkgutil.walk_packages(package.__path__, prefix=f"{MODELS_PACKAGE}.", onerror=_reraise)
+    return sorted(m.name for m in found if not m.ispkg and not any(p.startswith("_") for p in m.name.split(".")))
+
+
+def _reraise(name: str) -> None:
+    """``walk_packages`` would skip a sub-package that fails to import (and so its models): fail instead."""
+    raise  # the ImportError walk_packages is handling
 
 
 @dataclasses.dataclass(frozen=True)

@@ -136,7 +136,7 @@ class _ExecutionClock:
 def train_throughput(data, args, softmax: str, steps: int) -> tuple[dict, object]:
     import tensorflow as tf
 
-    from tfpps.models.narm import NARM
+    from tfpps.models.sequential.narm import NARM
     from tfpps.training.trainer import build_model
 
     run = _run_config(data.path, args, softmax)

@@ -1,5 +1,5 @@
 """GRU4Rec evaluation time: prefix-by-prefix (every prefix re-encoded from a zero state) vs streamed
-(:meth:`tfpps.models.gru4rec.GRU4Rec.eval_dataset`: each test session run once, its state carried).
+(:meth:`tfpps.models.sequential.gru4rec.GRU4Rec.eval_dataset`: each test session run once, its state carried).
 
 ``states_only_seconds``: the GRU part alone (every example's state: prefix batches + ``encode``,
 vs iterating the streamed batches). Three end-to-end timings: ``before`` (prefix batches, ranking with the unfused ops: the evaluation as it was),
@@ -31,7 +31,7 @@ import tensorflow as tf
 from tfpps.config import RunConfig, TrainConfig
 from tfpps.evaluation import evaluator
 from tfpps.models.base import DatasetInfo
-from tfpps.models.gru4rec import GRU4Rec, GRU4RecConfig
+from tfpps.models.sequential.gru4rec import GRU4Rec, GRU4RecConfig
 from tfpps.training.trainer import eval_batches
 
 

@@ -27,7 +27,7 @@ freed at the same step are refilled in slot order), computed by
 :func:`tfpps.data.session_parallel.assign_slots`. Sessions shorter than two
 events give no step and are skipped.
 
-Differences from the reference iterator (documented in :mod:`tfpps.models.hrnn`):
+Differences from the reference iterator (documented in :mod:`tfpps.models.sequential.hrnn`):
 the reference ends the epoch as soon as one slot finds no user left to load,
 dropping the rest of the other ``B - 1`` slots' users every epoch (always the
 same users, since the order is fixed). tfpps keeps going with masked slots

@@ -35,10 +35,12 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tfpps.config import DataConfig
 from tfpps.data.info import DatasetInfo  # noqa: F401  (models import it from here too)
 
 
 DEFAULT_SEED = 42  # the default of ``train.seed`` (tfpps.config.TrainConfig)
+DEFAULT_MAX_LEN = DataConfig.max_len  # the default of ``data.max_len``
 
 
 def seed_of(run: Any) -> int:
@@ -52,6 +54,19 @@ def seed_of(run: Any) -> int:
     """
     seed = getattr(getattr(run, "train", run), "seed", None)
     return DEFAULT_SEED if seed is None else int(seed)
+
+
+def max_len_of(run: Any, default: int | None = DEFAULT_MAX_LEN) -> int | None:
+    """``run.data.max_len``, the one history length every model reads (the most recent items kept);
+    ``default`` (:data:`DEFAULT_MAX_LEN`, the config's) when the run has none.
+
+    Example:
+      >>> import types
+      >>> max_len_of(types.SimpleNamespace(data=types.SimpleNamespace(max_len=20))), max_len_of(None)
+      (20, 50)
+    """
+    max_len = getattr(getattr(run, "data", None), "max_len", None)
+    return default if max_len is None else int(max_len)
 
 
 class SequentialModel(tfrs.Model):

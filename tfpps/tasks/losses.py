@@ -9,7 +9,7 @@ slots' targets are its in-batch negatives) and columns ``M..N-1`` are the
 that happens to equal a row's target is **not** masked (as in the official code).
 
 Masking (tfpps' replacement for the official batch *shrinking*, see
-:mod:`tfpps.models.gru4rec`): ``row_mask`` ``[M]`` marks slots that hold
+:mod:`tfpps.models.sequential.gru4rec`): ``row_mask`` ``[M]`` marks slots that hold
 data this step. Invalid rows contribute no loss, and the target columns of
 invalid slots are not used as negatives for anyone (``col_mask`` ``[N]``).
 Every loss is a **sum** over valid rows divided by the nominal

@@ -26,7 +26,7 @@ Model, for a user with earlier training purchases
     M_uq    = lambda enc(q) + (1 - lambda) u                   # then as HEM: s(i) = M_uq . v_i
 
 Trained like the other search models, with HEM's recipe (SGD 0.1, clip 5,
-zero-initialised item vectors, uniform item noise; see AEM's departure 2) (:mod:`tfpps.models.search_base`):
+zero-initialised item vectors, uniform item noise; see AEM's departure 2) (:mod:`tfpps.models.search.search_base`):
 negative sampling for ``M_uq -> item`` plus the item -> word term.
 
 Inferred (not from the paper or any official code)
@@ -46,7 +46,7 @@ Inferred (not from the paper or any official code)
    0.7/0.3 weights on separate scores instead).
 6. **Scoring** by dot product with item vectors (the paper re-ranks
    documents with a learned scoring layer over several features).
-7. History = the user's ``history_length`` most recent *training* purchases
+7. History = the user's ``data.max_len`` most recent *training* purchases
    (as AEM/ZAM), so a session may be cut at its start.
 
 Example::
@@ -65,7 +65,7 @@ import tensorflow as tf
 from tfpps import registry
 from tfpps.config import ConfigError
 from tfpps.data.pipeline import DatasetDir
-from tfpps.models.search_base import SearchConfig, SearchModel
+from tfpps.models.search.search_base import SearchConfig, SearchModel
 
 
 @dataclasses.dataclass

@@ -63,7 +63,7 @@ list) and the protocol does not mask the history.
 Zero scores: with ``fallback='popularity'`` (default) items without a
 positive score get :math:`-1 + \\tfrac12 n_j/\\max_k n_k` (training counts),
 below every positive score, so the evaluator's optimistic ``ties='standard'``
-does not reward a target nobody scored; see :mod:`tfpps.models.itemknn`.
+does not reward a target nobody scored; see :mod:`tfpps.models.baselines.itemknn`.
 
 Departures from the references
 ------------------------------
@@ -148,12 +148,11 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps import registry
-from tfpps.models.base import NonNeuralModel
+from tfpps.models.base import NonNeuralModel, max_len_of
 from tfpps.config import choice, non_negative, positive
 from tfpps.spec.schema import FIRST_ID
-from tfpps.models.itemknn import (
-    FALLBACKS, apply_fallback, expand_rows, fallback_floor, inverted_index, read_sequences, zero_history,
-)
+from tfpps.data.examples.knn_sequences import expand_rows, read_sequences, recency_index
+from tfpps.models.baselines.itemknn import FALLBACKS, apply_fallback, fallback_floor, zero_history
 
 WEIGHTINGS = ("none", "linear", "quadratic", "log")
 SCORE_WEIGHTINGS = ("none", "div", "linear", "quadratic", "log")
@@ -263,25 +262,13 @@ class SessionKNN(NonNeuralModel):
         p = self.params
         seqs = read_sequences(data, self.num_items, split_sessions=p.split_sessions)
         count = seqs.num_sequences
-        order = np.lexsort((-np.arange(count), -seqs.time))  # rank 0 = most recent; ties: later record
-        items, _ = expand_rows(seqs.offsets, seqs.items, order)
-        lens = seqs.lengths[order]
-        self.seq_order = order  # rank -> index of the sequence in read order
-        self.seq_offsets = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        index = recency_index(seqs, self.num_items, p.sample_size, p.exclude_same_user)
+        items, lens, offsets, ranks = index.items, index.lengths, index.item_offsets, index.item_ranks
+        self.seq_order = index.order  # rank -> index of the sequence in read order
+        self.seq_offsets = index.offsets
         self.seq_items = items
         self.seq_len = lens.astype(np.float64)
-        self.seq_user = seqs.user[order]
-        ranked = dataclasses.replace(seqs, offsets=self.seq_offsets, items=items)
-        offsets, ranks = inverted_index(ranked, self.num_items)  # ranks ascending within every item
-        if p.sample_size > 0:
-            keep_n = p.sample_size
-            if p.exclude_same_user:
-                users = self.seq_user[self.seq_user >= FIRST_ID]
-                keep_n += int(np.bincount(users).max()) if users.size else 0
-            sizes = np.diff(offsets)
-            within = np.arange(len(ranks)) - np.repeat(offsets[:-1], sizes)
-            ranks = ranks[within < keep_n]
-            offsets = np.concatenate([[0], np.cumsum(np.minimum(sizes, keep_n))]).astype(np.int64)
+        self.seq_user = index.user
         self.item_offsets, self.item_ranks = offsets, ranks
         # constant tensors for the TensorFlow scorer (and so for the SavedModel)
         n, n_seqs = self.num_items, max(count, 1)
@@ -313,7 +300,7 @@ class SessionKNN(NonNeuralModel):
             return self.strategy == "dense"
         if self.num_sequences == 0:
             return True
-        max_len = int(getattr(getattr(self.run_config, "data", None), "max_len", 0) or 50)
+        max_len = max_len_of(self.run_config)
         freq = np.bincount(self.seq_items, minlength=self.num_items).astype(np.float64)
         mean_list = float((freq * np.diff(offsets)).sum() / max(freq.sum(), 1.0))
         entries = float(np.minimum(self.seq_len, max_len).mean()) * mean_list

@@ -45,7 +45,7 @@ longer than ``data.max_len`` are cut to their last ``max_len`` items as in the
 prefix evaluation (the official evaluation never cuts: set ``max_len`` at least
 the longest test session to match it). Where the data allows it (single targets,
 no ``mask_history``, no validation sample) the trainer calls
-:meth:`GRU4Rec.evaluate_eagerly` instead (:mod:`tfpps.models.gru4rec_eager_eval`):
+:meth:`GRU4Rec.evaluate_eagerly` instead (:mod:`tfpps.models.sequential.gru4rec_eager_eval`):
 the same streams and ranks computed eagerly, with no tf.function to trace or
 XLA ranking to compile, which is what makes scoring a YOOCHOOSE-sized test
 set cost about what the official evaluation costs.
@@ -137,8 +137,9 @@ from tfpps.data.pipeline import concat_rows, finish, prefix_examples
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.reset_after_gru import ResetAfterGRUCell
 from tfpps.layers.samplers import PopularitySampler
-from tfpps.models import gru4rec_eager_eval
-from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
+from tfpps.models.sequential import gru4rec_eager_eval
+from tfpps.models.base import DatasetInfo, max_len_of
+from tfpps.models.sequential._slot_parallel import SlotParallelModel, train_section
 from tfpps.registry import register
 from tfpps.tasks import losses
 
@@ -184,10 +185,6 @@ class GRU4RecConfig:
             )
 
 
-def _train_section(run: Any) -> Any:
-    return getattr(run, "train", run)
-
-
 def _count_prefix_examples(data: Any) -> int:
     """Number of (prefix -> next item) examples of the training split (cached), so Keras knows the epoch size."""
     from tfpps.data.pipeline import cached
@@ -200,7 +197,7 @@ def _count_prefix_examples(data: Any) -> int:
 
 
 @register("gru4rec", GRU4RecConfig)
-class GRU4Rec(SequentialModel):
+class GRU4Rec(SlotParallelModel):
     """GRU4Rec (Hidasi et al. 2016/2018): session-parallel GRU with sampled ranking losses."""
 
     DISTRIBUTE_UNSUPPORTED = (
@@ -210,13 +207,9 @@ class GRU4Rec(SequentialModel):
     )
 
     def __init__(self, params: GRU4RecConfig, info: DatasetInfo, run: Any, **kwargs):
-        super().__init__(params, info, run, **kwargs)
-        params.validate()
+        super().__init__(params, info, run, **kwargs)  # validates params; batch_size, seed, num_items
         p = params
-        self.batch_size = int(_train_section(run).batch_size)
-        self.seed = seed_of(run)
-        n = int(info.num_items)
-        self.num_items = n
+        n = self.num_items
         sizes = [int(x) for x in p.layers]
         seed = self.seed
 
@@ -264,10 +257,10 @@ class GRU4Rec(SequentialModel):
     # ------------------------------------------------------------------ data
     @classmethod
     def make_train_dataset(cls, params: GRU4RecConfig, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:
-        train = _train_section(run)
+        train = train_section(run)
         if params.train_mode == "prefix":
             data_cfg = getattr(run, "data", None)
-            max_len = int(getattr(data_cfg, "max_len", 50))
+            max_len = max_len_of(run)
             buffer = int(getattr(data_cfg, "shuffle_buffer", 100_000))
             try:
                 records = data.records("train", shuffle=True, seed=epoch_seed)
@@ -301,17 +294,6 @@ class GRU4Rec(SequentialModel):
         return ids  # one-hot mode: the first cell gathers its own input weights
 
     # ------------------------------------------------------------------ training
-    # The step has no tensor-dependent Python control flow, so AutoGraph is not
-    # needed; converting the model, TFRS and Keras internals cost ~10-30 s of
-    # tracing on CPU, versus <1 s unconverted.
-    @tf.autograph.experimental.do_not_convert
-    def train_step(self, inputs):
-        return super().train_step(inputs)
-
-    @tf.autograph.experimental.do_not_convert
-    def test_step(self, inputs):
-        return super().test_step(inputs)
-
     @tf.autograph.experimental.do_not_convert
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         if self.params.train_mode == "prefix":
@@ -320,8 +302,7 @@ class GRU4Rec(SequentialModel):
             self.loss_per_event.update_state(loss, sample_weight=n)
             return loss
         loss = self._session_parallel_loss(features, training)
-        n = tf.reduce_sum(tf.cast(features["valid"], loss.dtype))
-        self.loss_per_event.update_state(tf.math.divide_no_nan(loss * self.batch_size, n), sample_weight=n)
+        self.log_slot_loss(loss, features["valid"])
         return loss
 
     def _session_parallel_loss(self, f, training: bool) -> tf.Tensor:
@@ -441,9 +422,6 @@ class GRU4Rec(SequentialModel):
         """``[num_items, H + 1]``: ``[W_y, b_y]``."""
         return tf.concat([self.Wy, self.By[:, None]], axis=1)
 
-    def call(self, features, training=False):
-        return self.score_items(features)
-
     # ------------------------------------------------------------------ streaming evaluation
     def eval_dataset(self, data: Any, split: str, run: Any):
         """Evaluation batches with the GRU state of every example streamed (see :class:`StreamedEvalBatches`);
@@ -455,7 +433,7 @@ class GRU4Rec(SequentialModel):
 
     def evaluate_eagerly(self, data: Any, split: str, run: Any, ks=(5, 10, 20), ties: str = "standard"):
         """Metrics of ``split`` computed eagerly, streamed as the official evaluation (see
-        :mod:`tfpps.models.gru4rec_eager_eval`); ``None`` where :meth:`eval_dataset`'s traced path applies."""
+        :mod:`tfpps.models.sequential.gru4rec_eager_eval`); ``None`` where :meth:`eval_dataset`'s traced path applies."""
         return gru4rec_eager_eval.evaluate_eagerly(self, data, split, run, ks=ks, ties=ties)
 
     def stream_states(self, items, length, points, targets):
@@ -580,7 +558,7 @@ class StreamedEvalBatches:
         self.model, self.data, self.split, self.run = model, data, split, run
         data_cfg = getattr(run, "data", None)
         eval_cfg = getattr(run, "eval", None)
-        self.max_len = int(getattr(data_cfg, "max_len", 50))
+        self.max_len = max_len_of(run)
         self.num_parallel_reads = int(getattr(data_cfg, "num_parallel_reads", 4))
         self.batch_size = int(getattr(eval_cfg, "batch_size", 512))
         self.with_seen = bool(getattr(eval_cfg, "mask_history", False))

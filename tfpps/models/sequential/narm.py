@@ -99,7 +99,7 @@ import tensorflow as tf
 from tfpps.config import choice, positive, probability
 from tfpps.data.pipeline import cached, finish, training_records
 from tfpps.spec.schema import FIRST_ID
-from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
+from tfpps.models.base import DatasetInfo, SequentialModel, max_len_of, seed_of
 from tfpps.registry import register
 from tfpps.tasks.sampled_softmax import CatalogueSampledSoftmax, validate_softmax_params
 
@@ -257,7 +257,7 @@ class NARM(SequentialModel):
         left out of that epoch.
         """
         records = training_records(data, run, epoch_seed, input_context=input_context)
-        ds = narm_prefix_examples(records, run.data.max_len, params.truncate)
+        ds = narm_prefix_examples(records, max_len_of(run), params.truncate)
         ds = ds.filter(lambda ex: ex["target_item"] >= FIRST_ID)
         if run.data.shuffle_buffer > 0:
             ds = ds.shuffle(run.data.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)

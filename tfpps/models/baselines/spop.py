@@ -8,7 +8,7 @@ occurs in the history, and training popularity breaks the ties,
    s(i \mid h) = |\{t : h_t = i\}| + \frac{\mathrm{count}(i)}{1 + \max_j \mathrm{count}(j)}
 
 so every item of the history ranks above every other item, the most repeated first, and the rest of
-the catalogue follows by popularity (exactly :mod:`tfpps.models.pop`'s ranking). With
+the catalogue follows by popularity (exactly :mod:`tfpps.models.baselines.pop`'s ranking). With
 ``eval.mask_history`` the history items are removed and S-POP ranks as popularity does.
 
 Departures: ``repeat_weight`` (default 1) scales the history counts; values below

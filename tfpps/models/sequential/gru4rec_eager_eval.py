@@ -2,14 +2,14 @@
 
 The official ``evaluation.batch_eval`` (hidasib/GRU4Rec_PyTorch_Official) runs each test session once,
 one GRU step per click with the state carried, and ranks every next click against all items; it
-pays no tracing or compilation. tfpps's :class:`~tfpps.models.gru4rec.StreamedEvalBatches` does the
+pays no tracing or compilation. tfpps's :class:`~tfpps.models.sequential.gru4rec.StreamedEvalBatches` does the
 same work through tf.data and traced functions, whose one-off tracing (and XLA compilation of the
 ranking) costs seconds: more than the whole evaluation of a YOOCHOOSE-sized test set.
 
 :func:`evaluate_eagerly` computes the same examples without tracing anything:
 
 1. the split's records are read once into NumPy;
-2. :func:`build_streams` lays them out as :func:`~tfpps.models.gru4rec.eval_streams` does (one "main"
+2. :func:`build_streams` lays them out as :func:`~tfpps.models.sequential.gru4rec.eval_streams` does (one "main"
    run per record scored at every end ``e <= max_len``; one run of the last ``max_len`` items for
    every end ``e > max_len``, as the prefix evaluation cuts those histories);
 3. streams are sorted by length and run ``eval.batch_size`` at a time through the model's GRU layers:
@@ -41,6 +41,7 @@ import tensorflow as tf
 from tfpps.spec import schema
 from tfpps.spec.schema import FIRST_ID
 from tfpps.evaluation.metrics import METRICS, metric_name, ranks_from_scores, single_target_metrics
+from tfpps.models.base import max_len_of
 
 
 def _split_rows(values: np.ndarray, row_splits: np.ndarray) -> list[np.ndarray]:
@@ -69,7 +70,7 @@ def read_records(data: Any, split: str) -> tuple[list[np.ndarray], np.ndarray]:
 
 
 def build_streams(items: Sequence[np.ndarray], targets: np.ndarray, max_len: int):
-    """GRU runs that reproduce the prefix evaluation's examples (see :func:`~tfpps.models.gru4rec.eval_streams`).
+    """GRU runs that reproduce the prefix evaluation's examples (see :func:`~tfpps.models.sequential.gru4rec.eval_streams`).
 
     Returns ``(sequences, points, point_targets)``: ``sequences[s]`` the items run from the zero state;
     ``points[s]`` the numbers of items ``e`` after which the state is scored (``e = 0``: the zero state)
@@ -181,7 +182,7 @@ def evaluate_eagerly(model: Any, data: Any, split: str, run: Any, ks: Sequence[i
     if bool(getattr(run.eval, "mask_history", False)):
         return None
     items, targets = read_records(data, split)
-    sequences, points, point_targets = build_streams(items, targets, int(run.data.max_len))
+    sequences, points, point_targets = build_streams(items, targets, max_len_of(run))
     if not sequences:
         raise ValueError("evaluate: the batches hold no examples")
     weights, bias = tf.convert_to_tensor(model.Wy), tf.convert_to_tensor(model.By)

@@ -5,7 +5,7 @@ Estrin. "Collaborative Metric Learning", WWW 2017,
 https://doi.org/10.1145/3038912.3052639. Faithful to the CML of Tran et al.'s
 code (``deezer/recsys21-hlr`` ``huitre/models/cml.py`` on ``huitre/models/model.py``),
 the baseline HLRM is measured against, trained by the same trainer as
-:mod:`tfpps.models.hlrm` so the gain of the relation hierarchy is measurable.
+:mod:`tfpps.models.metric.hlrm` so the gain of the relation hierarchy is measurable.
 
 Model (``u`` user vector, ``v_i`` item vector, both ``N(0, 1/sqrt(d))``)::
 
@@ -44,7 +44,7 @@ Departures from the original code
    ``min(|R|, k)`` (the original by ``k``). The original evaluates 5 cohorts
    of 10,000 sampled users; tfpps all users.
 6. **Pretrained / frozen tables** from ``.npy`` files are a tfpps option
-   (:mod:`tfpps.models.metric_learning`).
+   (:mod:`tfpps.models.metric.metric_learning`).
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ import dataclasses
 import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
-from tfpps.models.metric_learning import MetricLearningConfig, MetricLearningModel
+from tfpps.models.metric.metric_learning import MetricLearningConfig, MetricLearningModel
 from tfpps.registry import register
 
 

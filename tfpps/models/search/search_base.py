@@ -59,7 +59,7 @@ from tfpps.data import search as search_data
 from tfpps.data.pipeline import DatasetDir, batch_padded, finish, training_records
 from tfpps.spec.schema import FIRST_ID
 from tfpps.layers.query_encoder import QUERY_ENCODERS, QUERY_PADDING, QueryEncoder
-from tfpps.models.base import SequentialModel
+from tfpps.models.base import SequentialModel, max_len_of
 from tfpps.tasks.negative_sampling import UnigramSampler, negative_sampling_loss
 
 SCORES = ("product", "bias_product", "cosine")
@@ -85,11 +85,13 @@ class SearchConfig:
     l2: float = 0.005
     init: str = "zeros"  # zeros: user/item vectors start at 0 (HEM); uniform: U(-0.5/d, 0.5/d) like the words
     repeats_per_record: int = 1  # each training record is seen this many times per epoch (HEM: once per review word)
-    history_length: int = 20  # most recent training purchases fed to history-based models
+    # history-based models read the user's data.max_len most recent training purchases (models.base.max_len_of)
+
+    RENAMED_KEYS = {"history_length": "data.max_len"}  # one name for the history length, read in one place
 
     def validate(self) -> None:
-        if self.embedding_size <= 0 or self.negatives <= 0 or self.repeats_per_record <= 0 or self.history_length <= 0:
-            raise ConfigError("embedding_size, negatives, repeats_per_record and history_length must be positive")
+        if self.embedding_size <= 0 or self.negatives <= 0 or self.repeats_per_record <= 0:
+            raise ConfigError("embedding_size, negatives and repeats_per_record must be positive")
         for name, choices in (("query_encoder", QUERY_ENCODERS), ("query_padding", QUERY_PADDING),
                               ("score", SCORES), ("init", INITS), ("item_loss", ITEM_LOSSES)):
             if getattr(self, name) not in choices:
@@ -167,7 +169,7 @@ class SearchModel(SequentialModel):
     @classmethod
     def make_train_dataset(cls, params: SearchConfig, data, run, epoch_seed: int) -> tf.data.Dataset:
         """Shuffled (purchase, query) examples, each ``repeats_per_record`` times, padded batches."""
-        ds = search_data.train_examples(training_records(data, run, epoch_seed), params.history_length)
+        ds = search_data.train_examples(training_records(data, run, epoch_seed), max_len_of(run))
         if params.repeats_per_record > 1:
             ds = ds.flat_map(lambda ex: tf.data.Dataset.from_tensors(ex).repeat(params.repeats_per_record))
             if run.data.shuffle_buffer > 0:
@@ -178,18 +180,18 @@ class SearchModel(SequentialModel):
 
     def eval_dataset(self, data, split: str, run):
         records = data.records(split, num_parallel_reads=run.data.num_parallel_reads)
-        return batch_padded(search_data.eval_examples(records, self.params.history_length), run.eval.batch_size)
+        return batch_padded(search_data.eval_examples(records, max_len_of(run)), run.eval.batch_size)
 
     # ------------------------------------------------------------------ encoders
     def history_features(self, features) -> dict:
         """The history features, with serving defaults: ``history_item_ids`` (else the most recent
-        ``history_length`` items of ``item_ids``, as :mod:`tfpps.serving` requests carry them),
+        ``data.max_len`` items of ``item_ids``, as :mod:`tfpps.serving` requests carry them),
         ``history_query_ids`` (OOV when unknown), ``history_timestamps`` and ``timestamp`` (0 when unknown:
         the whole history is then one session that the query continues)."""
         if "history_item_ids" in features:
             items = tf.cast(features["history_item_ids"], tf.int64)
         else:
-            items = recent_items(tf.cast(features["item_ids"], tf.int64), self.params.history_length)
+            items = recent_items(tf.cast(features["item_ids"], tf.int64), max_len_of(self.run_config))
         zeros = tf.zeros_like(items)
         out = {
             "items": items,

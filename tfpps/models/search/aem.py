@@ -23,14 +23,14 @@ purchase vectors. ZAM has **no learned key for the zero slot** (one third-party
 version learns one; the paper's zero vector has f(q, 0) = 0 by construction).
 A user with no earlier purchase gets ``u = 0`` in both.
 
-Losses (as HEM, :mod:`tfpps.models.search_base`): negative sampling for
+Losses (as HEM, :mod:`tfpps.models.search.search_base`): negative sampling for
 ``M_uq -> item`` with item noise ``∝ count^0.75`` and the item -> word term of
 the item's text; there is no free user vector and no user->word term. The
 same item table holds the attended history vectors and the target vectors.
 
 Departures / inferred details
 -----------------------------
-1. The history is the user's most recent ``history_length`` *training*
+1. The history is the user's most recent ``data.max_len`` *training*
    purchases before the example (the Beam job's ``history_item_ids``);
    the paper attends over all earlier purchases.
 2. **Optimisation as HEM, not as the third-party code.** The third-party
@@ -64,7 +64,7 @@ import tensorflow as tf
 
 from tfpps import registry
 from tfpps.config import ConfigError
-from tfpps.models.search_base import SearchConfig, SearchModel
+from tfpps.models.search.search_base import SearchConfig, SearchModel
 
 
 @dataclasses.dataclass

@@ -6,7 +6,7 @@ SIGIR 2017, https://doi.org/10.1145/3077136.3080813. Faithful to the official
 TF1 code ``QingyaoAi/Hierarchical-Embedding-Model-for-Personalized-Product-Search``
 (``HEM/PersonalizedEmbedding.py``, net_struct ``simplified_fs``), read, not copied.
 
-Model (:mod:`tfpps.models.search_base` has the shared parts)::
+Model (:mod:`tfpps.models.search.search_base` has the shared parts)::
 
     q      = tanh(W_f mean(w_j : j in query) + b_f)            # query encoder "fs" (mean, gru too)
     M_uq   = lambda q + (1 - lambda) u                        # lambda fixed (0.5) or sigmoid(learned)
@@ -62,7 +62,7 @@ import tensorflow as tf
 
 from tfpps import registry
 from tfpps.config import ConfigError
-from tfpps.models.search_base import SearchConfig, SearchModel
+from tfpps.models.search.search_base import SearchConfig, SearchModel
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 """What collaborative metric-learning models share: embeddings, norm clipping, triplets, hinge loss.
 
-Used by :mod:`tfpps.models.cml` and :mod:`tfpps.models.hlrm`; the behaviour
+Used by :mod:`tfpps.models.metric.cml` and :mod:`tfpps.models.metric.hlrm`; the behaviour
 follows ``deezer/recsys21-hlr`` ``huitre/models/model.py``:
 
 * user and item tables ``N(0, 1/sqrt(d))`` (standard deviation);

@@ -30,7 +30,7 @@ items, a fresh uniform subset each time when there are more (the original's
 (``item_ids``: the training items for validation, training + validation items
 for test, as the original's ``train`` / ``train+valid`` reference sets).
 Layers: :class:`tfpps.layers.relation_memory.RelationMemory`; triplets:
-:mod:`tfpps.data.triplets`; shared CML parts: :mod:`tfpps.models.metric_learning`.
+:mod:`tfpps.data.triplets`; shared CML parts: :mod:`tfpps.models.metric.metric_learning`.
 
 Departures from the original code
 ---------------------------------
@@ -48,7 +48,7 @@ Departures from the original code
 3. **Attention** subtracts the maximum logit before exponentiating (the
    original exponentiates raw logits; same value, no overflow).
 4. **Negatives, epochs, model selection, evaluation metrics, pretrained
-   tables**: as :mod:`tfpps.models.cml` departures 2-6 (negatives uniform
+   tables**: as :mod:`tfpps.models.metric.cml` departures 2-6 (negatives uniform
    over the user's non-positive items, drawn exactly in one step; each pair
    once per epoch in a fresh order; selection on validation NDCG@10 with
    ``train.patience`` instead of the lowest validation hinge loss; full-ranking
@@ -70,7 +70,7 @@ from tfpps.config import non_negative, positive
 from tfpps.spec.schema import PAD_ID
 from tfpps.data.triplets import subsample_history
 from tfpps.layers.relation_memory import RelationMemory
-from tfpps.models.metric_learning import MetricLearningConfig, MetricLearningModel
+from tfpps.models.metric.metric_learning import MetricLearningConfig, MetricLearningModel
 from tfpps.registry import register
 from tfpps.tasks.hinge import hinge_loss
 

@@ -96,16 +96,14 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, probability
-from tfpps.data import user_parallel
-from tfpps.data.pipeline import cached, finish
+from tfpps.data.examples import hrnn_examples
+from tfpps.data.pipeline import finish
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.samplers import PopularitySampler
-from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
+from tfpps.models.base import DatasetInfo
+from tfpps.models.sequential._slot_parallel import SlotParallelModel, train_section
 from tfpps.registry import register
 from tfpps.tasks import losses
-
-# splits streamed through the network before evaluating a split
-PRIOR_SPLITS = {"valid": ("train",), "test": ("train", "valid")}
 
 
 @dataclasses.dataclass
@@ -148,7 +146,7 @@ class HRNNConfig:
             ):
                 raise ConfigError(
                     f"model_params.{name}={value!r}: expected one positive layer size, e.g. [100] "
-                    "(multi-layer HGRU4Rec is not supported, see tfpps/models/hrnn.py)"
+                    "(multi-layer HGRU4Rec is not supported, see tfpps/models/sequential/hrnn.py)"
                 )
         choice(self, "loss", self.LOSSES)
         choice(self, "final_act", self.FINAL_ACTS)
@@ -166,28 +164,14 @@ class HRNNConfig:
             )
 
 
-def _train_section(run: Any) -> Any:
-    return getattr(run, "train", run)
-
-
-
-def train_users(data: Any) -> user_parallel.UserSessions:
-    flat, _ = user_parallel.read_sessions(data.records("train"))
-    return user_parallel.group_by_user(flat)
-
-
 @register("hrnn", HRNNConfig)
-class HRNN(SequentialModel):
+class HRNN(SlotParallelModel):
     """HRNN / HGRU4Rec (Quadrana et al. 2017): session GRU initialised from a user GRU, user-parallel."""
 
     def __init__(self, params: HRNNConfig, info: DatasetInfo, run: Any, **kwargs):
-        super().__init__(params, info, run, **kwargs)
-        params.validate()
+        super().__init__(params, info, run, **kwargs)  # validates params; batch_size, seed, num_items
         p = params
-        self.batch_size = int(_train_section(run).batch_size)
-        self.seed = seed_of(run)
-        n = int(info.num_items)
-        self.num_items = n
+        n = self.num_items
         hs, hu = int(p.session_layers[0]), int(p.user_layers[0])
         self.hs_units, self.hu_units = hs, hu
         seed = self.seed
@@ -224,17 +208,9 @@ class HRNN(SequentialModel):
     # ------------------------------------------------------------------ data
     @classmethod
     def make_train_dataset(cls, params: HRNNConfig, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:
-        b = int(_train_section(run).batch_size)
+        b = int(train_section(run).batch_size)
         min_valid = 2 if params.n_sample == 0 else 1
-
-        def schedule():
-            sched = user_parallel.build_user_schedule(train_users(data), b, min_valid=min_valid, drop_tail=params.drop_tail)
-            if sched.num_steps == 0:
-                raise ConfigError("hrnn: the training split has no session with two or more events")
-            return sched
-
-        sched = cached(data, ("hrnn_user_schedule", b, min_valid, bool(params.drop_tail)), schedule)
-        return finish(sched.dataset(), 256)
+        return hrnn_examples.train_batches(data, b, min_valid, bool(params.drop_tail))
 
     # ------------------------------------------------------------------ pieces
     def _dropout(self, x: tf.Tensor, rate: float, seed) -> tf.Tensor:
@@ -308,14 +284,6 @@ class HRNN(SequentialModel):
 
     # ------------------------------------------------------------------ training
     @tf.autograph.experimental.do_not_convert
-    def train_step(self, inputs):
-        return super().train_step(inputs)
-
-    @tf.autograph.experimental.do_not_convert
-    def test_step(self, inputs):
-        return super().test_step(inputs)
-
-    @tf.autograph.experimental.do_not_convert
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         p = self.params
         y = tf.cast(features["target_items"], tf.int64)
@@ -335,8 +303,7 @@ class HRNN(SequentialModel):
             cols = tf.concat([y, neg.ids], axis=0)
             col_mask = tf.concat([valid, tf.ones([p.n_sample], tf.bool)], axis=0)
         loss = self._loss(self.output_scores(h_s, h_u, cols), valid, col_mask)
-        n = tf.reduce_sum(tf.cast(valid, loss.dtype))
-        self.loss_per_event.update_state(tf.math.divide_no_nan(loss * self.batch_size, n), sample_weight=n)
+        self.log_slot_loss(loss, valid)
         return loss
 
     # ------------------------------------------------------------------ evaluation
@@ -347,31 +314,16 @@ class HRNN(SequentialModel):
 
     def evaluation_points(self, data: Any, split: str, run: Any) -> dict:
         mask_history = bool(getattr(getattr(run, "eval", None), "mask_history", False))
-        ev, extras = user_parallel.read_sessions(data.records(split))
-        prior_parts = [
-            user_parallel.read_sessions(data.records(s))[0]
-            for s in PRIOR_SPLITS.get(split, ("train",))
-            if s != split and _split_count(data, s) != 0
-        ]
-        streams, eval_from = _evaluation_streams(ev, extras["target_item"], prior_parts)
-        users = user_parallel.UserSessions.from_nested(streams, user_ids=extras["user_id"])
-        slots = max(1, min(int(self.params.eval_slots), users.num_users))
-        sched = user_parallel.build_user_schedule(users, slots)
-        # which schedule cells are prediction points: event position >= eval_from of its stream's last session
-        event_rows, point_of_cell = _prediction_cells(users, sched, eval_from)
-        n_points = int(point_of_cell.max()) + 1 if point_of_cell.size and point_of_cell.max() >= 0 else 0
-        if n_points == 0:
-            raise ValueError(f"hrnn: split {split!r} has no prediction point (sessions need two or more events)")
-        hs_out, hu_out = self._stream_states(sched, point_of_cell, n_points)
-        target = users.items[event_rows + 1]
+        points = hrnn_examples.evaluation_schedule(data, split, int(self.params.eval_slots))
+        hs_out, hu_out = self._stream_states(points.schedule, points.point_of_cell, points.n_points)
         out = {
             "session_state": hs_out,
             "user_state": hu_out,
-            "target_item": target.astype(np.int64),
-            "user_id": users.user_ids[_stream_of_point(sched, point_of_cell, n_points)].astype(np.int64),
+            "target_item": points.targets(),
+            "user_id": points.point_users(),
         }
         if mask_history:
-            out["seen_items"] = _prefixes(users, event_rows)
+            out["seen_items"] = points.seen_items()
         return out
 
     def _stream_states(self, sched, point_of_cell: np.ndarray, n_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -435,129 +387,6 @@ class HRNN(SequentialModel):
         """``[W_y, b_y (, W_uy)]``."""
         parts = [self.Wy, self.By[:, None]] + ([self.Wuy] if self.params.user_to_output else [])
         return tf.concat(parts, axis=1)
-
-    def call(self, features, training=False):
-        return self.score_items(features)
-
-
-# ---------------------------------------------------------------------- evaluation helpers
-def _split_count(data: Any, split: str) -> int:
-    count = getattr(data, "count", None)
-    return -1 if count is None else int(count(split))
-
-
-def _evaluation_streams(ev, record_targets: np.ndarray, prior_parts: list) -> tuple[list, np.ndarray]:
-    """One stream per evaluation record: the user's earlier-split sessions that ENDED before the
-    record's first event, the record's own earlier sessions, then its last session (with the target
-    appended when the record has one).
-
-    The time rule keeps each session once: with ``last_session``/``time`` splits the record is one
-    session and the user's earlier sessions live in earlier splits; with ``loo`` the record already
-    holds the whole history (its training copy starts at the same time and is not added again).
-
-    Returns ``(streams, eval_from [R])``: predictions are made from position ``eval_from[r]`` of
-    stream ``r``'s last session on.
-    """
-    prior: dict[int, list[tuple[int, int, int, np.ndarray]]] = {}
-    order = 0
-    for part in prior_parts:
-        for s in range(part.num_sessions):
-            prior.setdefault(int(part.users[s]), []).append(
-                (int(part.first_times[s]), order, int(part.last_times[s]), part.session(s))
-            )
-            order += 1
-    for sessions in prior.values():
-        sessions.sort(key=lambda t: (t[0], t[1]))
-    n_records = len(record_targets)
-    by_record: list[list[np.ndarray]] = [[] for _ in range(n_records)]
-    record_user = np.zeros(n_records, np.int64)
-    record_start = np.full(n_records, np.iinfo(np.int64).max, np.int64)
-    for s in range(ev.num_sessions):
-        r = int(ev.record[s])
-        by_record[r].append(ev.session(s))
-        record_user[r] = ev.users[s]
-        record_start[r] = min(record_start[r], int(ev.first_times[s]))
-    streams, eval_from = [], np.zeros(n_records, np.int64)
-    for r in range(n_records):
-        own = by_record[r]
-        if not own:
-            streams.append([np.zeros(0, np.int32)])
-            eval_from[r] = np.iinfo(np.int64).max
-            continue
-        last = own[-1]
-        target = int(record_targets[r])
-        if target > 0:
-            last = np.concatenate([last, np.asarray([target], np.int32)])
-            eval_from[r] = len(last) - 2  # only the step that predicts the target
-        else:
-            eval_from[r] = 0
-        earlier = [t[3] for t in prior.get(int(record_user[r]), []) if t[2] < record_start[r]]
-        streams.append(earlier + own[:-1] + [last])
-    return streams, eval_from
-
-
-def _prediction_cells(users, sched, eval_from: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(event_rows [P], point_of_cell [T, B])``: the input event of every prediction point and,
-    per schedule cell, its point index (-1 elsewhere). Points are numbered in (stream, position) order."""
-    lens = users.session_lengths
-    last_session = users.user_offsets[1:] - 1
-    lo = users.session_offsets[last_session]
-    n_last = lens[last_session]
-    starts = lo + np.minimum(eval_from, np.maximum(n_last - 1, 0))
-    ends = lo + np.maximum(n_last - 1, 0)  # input events are all but the last
-    counts = np.maximum(ends - starts, 0)
-    event_rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if counts.sum() else np.zeros(0, np.int64)
-    point_of_event = np.full(len(users.items), -1, np.int64)
-    point_of_event[event_rows] = np.arange(len(event_rows))
-    # map schedule cells back to events: replay the stream positions
-    cell_event = _cell_events(users, sched)
-    point_of_cell = np.where(cell_event >= 0, point_of_event[np.maximum(cell_event, 0)], -1)
-    return event_rows.astype(np.int64), point_of_cell
-
-
-def _cell_events(users, sched) -> np.ndarray:
-    """``[T, B]`` index into ``users.items`` of each cell's input event (-1 where invalid)."""
-    lens = users.session_lengths
-    steps = np.maximum(lens - 1, 0)
-    sess = np.repeat(np.arange(len(lens)), steps)
-    pos = np.arange(int(steps.sum()), dtype=np.int64) - np.repeat(np.cumsum(steps) - steps, steps)
-    events_in_stream_order = users.session_offsets[sess] + pos  # all training pairs, stream by stream
-    per_user = np.diff(users.user_offsets)
-    sess_user = np.repeat(np.arange(users.num_users), per_user)
-    user_steps = np.bincount(sess_user, weights=steps, minlength=users.num_users).astype(np.int64)
-    user_first_pair = np.concatenate([[0], np.cumsum(user_steps)])
-    out = np.full(sched.stream.shape, -1, np.int64)
-    valid = sched.valid
-    t_idx, b_idx = np.nonzero(valid)
-    streams = sched.stream[t_idx, b_idx].astype(np.int64)
-    # position of the cell inside its stream: count earlier valid cells of the same stream in that slot
-    order = np.lexsort((t_idx, streams))
-    ranks = np.empty(len(order), np.int64)
-    s_sorted = streams[order]
-    first = np.concatenate([[0], np.flatnonzero(s_sorted[1:] != s_sorted[:-1]) + 1])
-    run_start = np.repeat(first, np.diff(np.concatenate([first, [len(order)]])))
-    ranks[order] = np.arange(len(order)) - run_start
-    out[t_idx, b_idx] = events_in_stream_order[user_first_pair[streams] + ranks]
-    return out
-
-
-def _stream_of_point(sched, point_of_cell: np.ndarray, n_points: int) -> np.ndarray:
-    out = np.zeros(n_points, np.int64)
-    take = point_of_cell >= 0
-    out[point_of_cell[take]] = sched.stream[take]
-    return out
-
-
-def _prefixes(users, event_rows: np.ndarray) -> np.ndarray:
-    """``[P, L]`` the session prefix (up to and including the input event) of every point, 0-padded."""
-    sess = np.searchsorted(users.session_offsets, event_rows, side="right") - 1
-    starts = users.session_offsets[sess]
-    lengths = event_rows - starts + 1
-    width = int(lengths.max()) if len(lengths) else 1
-    out = np.zeros((len(event_rows), width), np.int64)
-    for k, (a, n) in enumerate(zip(starts, lengths)):
-        out[k, :n] = users.items[a : a + n]
-    return out
 
 
 def _run_from_projection(cell: ChoGRUCell, vx: tf.Tensor, mask: tf.Tensor, h0: tf.Tensor):

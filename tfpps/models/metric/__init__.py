@@ -1,0 +1,1 @@
+"""Metric-learning models (CML, HLR-E) and their shared triplet training."""
