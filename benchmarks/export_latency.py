@@ -59,7 +59,7 @@ def train_briefly(model: str, dataset: str, epochs: int, reuse: bool) -> Path:
     run_dir = REPO / "runs" / f"bench-export-{model}-{dataset}"
     if reuse and RunDir(run_dir).metrics.exists():
         return run_dir
-    from tfpps.training.trainer import train
+    from tfpps.runs.trainer import train
 
     run = build_run_config(model, dataset=dataset, overrides={"epochs": str(epochs), "run_dir": str(run_dir), "verbose": "2"})
     train(run, fresh=True)

@@ -27,7 +27,7 @@ def main() -> int:
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    from tfpps.training.trainer import train
+    from tfpps.runs.trainer import train
 
     run, args = train_cli.parse(train_argv)
     start = time.time()

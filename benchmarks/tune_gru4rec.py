@@ -43,7 +43,7 @@ def train_once(config_file: str | None, epochs: int, seed: int, run_dir: Path) -
         result = files.load_metrics()
     else:
         from tfpps.config import build_run_config
-        from tfpps.training.trainer import train
+        from tfpps.runs.trainer import train
 
         overrides = {"train.epochs": epochs, "train.seed": seed, "train.run_dir": str(run_dir), "train.verbose": 2,
                      "train.valid_metric": "ndcg@10"}

@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfpps import registry
 from tfpps.config import ConfigError, build_run_config
 from tfpps.models.bm25 import BM25, BM25Config, bm25_postings
-from tfpps.training.trainer import train
+from tfpps.runs.trainer import train
 from tests.test_search_models import _run, search_dataset  # noqa: F401  (module-scoped fixture defined there)
 
 # Toy: items 2, 3, 4 (0 = PAD, 1 = OOV), words 2 and 3. Item 4's text repeats word 3 (tf = 2).

@@ -18,7 +18,7 @@ import yaml
 from serving_helpers import write_tiny_dataset
 from tfpps import evaluate, ownership, recommend
 from tfpps.train import main as train_main
-from tfpps.training import resume, trainer
+from tfpps.runs import resume, trainer
 
 REPO = Path(__file__).resolve().parents[1]
 GRU = ["--model=gru4rec", "--epochs=2", "--batch_size=8", "--steps_per_execution=4", "--patience=0", "--max_len=6",

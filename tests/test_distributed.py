@@ -21,7 +21,7 @@ from tfpps.data.pipeline import DatasetDir
 from tfpps.models.narm import NARM, count_train_examples
 from tfpps.train import main as train_main
 from tfpps.train import parse
-from tfpps.training.trainer import train
+from tfpps.runs.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -94,7 +94,7 @@ def test_the_trainer_and_tune_write_validation_through_run_dir(data, tmp_path, m
     trainer's ValidationCallback saves its state through the same method."""
     from tfpps import tune
     from tfpps.config import build_run_config
-    from tfpps.training import trainer
+    from tfpps.runs import trainer
 
     writes = []
     real = RunDir.write_validation
@@ -154,7 +154,7 @@ def test_load_refits_a_non_neural_run_for_evaluate_and_serving(pop_run, capsys):
 
 def test_load_of_a_neural_run_without_weights_is_one_line(data, tmp_path):
     from tfpps.config import build_run_config
-    from tfpps.training import trainer
+    from tfpps.runs import trainer
 
     run = build_run_config("gru4rec", overrides={"data.dir": str(data), "model_params.layers": "[8]", "max_len": "6"})
     files = RunDir(tmp_path / "gru")

@@ -15,7 +15,8 @@ from tfpps.evaluation.trec import run_file_metrics
 from tfpps.layers.query_encoder import QueryEncoder
 from tfpps.models.aem import attention_weights
 from tfpps.tasks.negative_sampling import UnigramSampler, negative_sampling_loss
-from tfpps.training.trainer import build_model, evaluate_split, train
+from tfpps.runs.trainer import build_model, train
+from tfpps.runs.validation import evaluate_split
 
 
 # ----------------------------------------------------------------------------- zero attention

@@ -11,7 +11,7 @@ from tfpps.errors import ConfigError
 from tfpps.models.base import DatasetInfo
 from tfpps.models.spop import SessionPopular, SPopConfig
 from tfpps.train import parse
-from tfpps.training.trainer import train
+from tfpps.runs.trainer import train
 
 
 def test_scores_are_history_counts_plus_popularity_below_one():

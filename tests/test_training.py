@@ -12,7 +12,7 @@ import pytest
 from beam_jobs import build_features
 from tfpps.config import build_run_config
 from tfpps.data import synthetic
-from tfpps.training.trainer import train
+from tfpps.runs.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="pop,gru4rec,narm")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs for every model")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    from tfpps.training.trainer import train
+    from tfpps.runs.trainer import train
 
     start = time.time()
     path = ensure_dataset("synthetic")

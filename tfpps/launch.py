@@ -12,7 +12,7 @@ Example::
     python -m tfpps.launch --workers=2 -- --model=narm --dataset=ml-100k --batch_size=512
 
 Multi-host clusters do not need the launcher: set ``TF_CONFIG`` on each host and run
-``python -m tfpps.train --strategy=multiworker ...`` there (see :mod:`tfpps.training.distribute`).
+``python -m tfpps.train --strategy=multiworker ...`` there (see :mod:`tfpps.runs.distribute`).
 """
 from __future__ import annotations
 

@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     dirs: dict[str, tuple[Path, str]] = {}
     try:
         run, args = parse(argv)
-        from tfpps.training import trainer
+        from tfpps.runs import trainer
 
         dirs = {args.flags.get("train.run_dir", "train.run_dir"): (trainer.run_dir_of(run), "write")}
         if run.data.dir:

@@ -1,7 +1,7 @@
 """Hyperparameter sweeps: ``python -m tfpps.tune --model=gru4rec --tuner=random --max-trials=8``.
 
 Keras Tuner chooses the values (random search, Bayesian optimisation with a Gaussian process, or
-Hyperband); every trial is an ordinary tfpps training run through :func:`tfpps.training.trainer.train`
+Hyperband); every trial is an ordinary tfpps training run through :func:`tfpps.runs.trainer.train`
 (:class:`SweepTuner` subclasses ``keras_tuner.Tuner`` and overrides ``run_trial``; no Keras 3 object
 ever touches a tf_keras model). The objective is a validation metric (default ``ndcg@10``): the best
 value the run reached over its epochs, which is also the epoch whose weights the trainer keeps.
@@ -376,7 +376,7 @@ def objective_name(metric: str) -> str:
 
 def run_one(cfg: RunConfig, run_dir: Path, init_weights: str | None = None) -> dict:
     """Train one execution of a trial; its output goes to ``run_dir/train.log``. Reuses a finished run."""
-    from tfpps.training import trainer
+    from tfpps.runs import trainer
 
     files = RunDir(run_dir)
     if files.metrics.exists():  # finished before the sweep was killed: do not train it again
@@ -413,7 +413,7 @@ def run_one(cfg: RunConfig, run_dir: Path, init_weights: str | None = None) -> d
 
 def _run_nonneural(cfg: RunConfig, run_dir: Path) -> dict:
     """Popularity/KNN models have no epochs: fit once, score the validation split, then the trainer's test."""
-    from tfpps.training import trainer
+    from tfpps.runs import trainer
 
     data = trainer.open_dataset(cfg)
     model = trainer.build_model(cfg, data)
