@@ -38,7 +38,7 @@ import tensorflow as tf
 from tfpps.config import build_run_config
 from tfpps.data import pipeline
 from tfpps.data.datasets import ensure_dataset, shared_data_dir
-from tfpps.export import export_run
+from tfpps.serving.export import export_run
 from tfpps.runs.run_dir import RunDir
 from tfpps.serving.exported import load_exported
 from tfpps.serving.module import SCANN_MISSING, scann_available

@@ -19,7 +19,7 @@ def main() -> int:
     argv = sys.argv[1:]
     out = argv[argv.index("--out") + 1]
     train_argv = argv[argv.index("--") + 1 :]
-    from tfpps import train as train_cli
+    from tfpps.cli import train as train_cli
 
     threads = int(os.environ.get("TFPPS_BENCH_THREADS", "0") or 0)
     if threads > 0:

@@ -119,7 +119,7 @@ def tiny_run(model: str, base: Path, trained: bool | None = None) -> Path:
 def tiny_export(model: str, base: Path, k: int = 10, index: str = "brute-force") -> Path:
     key = ("export", model, k, index)
     if key not in _CACHE:
-        from tfpps.export import export_run
+        from tfpps.serving.export import export_run
 
         out = base / f"export-{model}-{k}-{index}"
         export_run(tiny_run(model, base), out, k=k, index=index, log=lambda msg: None)

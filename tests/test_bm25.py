@@ -117,7 +117,7 @@ def test_bm25_beats_popularity_on_synthetic_search_data(search_dataset, tmp_path
 
 def test_bm25_exports_and_serves_a_query_like_the_run(search_dataset, tmp_path):  # noqa: F811
     from tfpps.data import pipeline
-    from tfpps.export import export_run
+    from tfpps.serving.export import export_run
     from tfpps.serving.exported import ExportedRecommender
     from tfpps.serving.requests import Request
     from tfpps.serving.runs import InProcessRecommender

@@ -158,7 +158,7 @@ def test_reset_after_run_trains_evaluates_and_exports(tmp_path):
     SavedModel, rebuilt from config.yaml with gru_cell=reset_after, scores as the in-process model."""
     from serving_helpers import write_tiny_dataset
     from tfpps.config import build_run_config
-    from tfpps.export import export_run
+    from tfpps.serving.export import export_run
     from tfpps.serving.requests import Request
     from tfpps.serving.runs import InProcessRecommender
     from tfpps.runs.trainer import train

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from markov_data import NARM_ARGS, write_markov_dataset
-from tfpps.train import parse
+from tfpps.cli.train import parse
 from tfpps.runs import resume
 from tfpps.runs.trainer import train
 

@@ -261,8 +261,8 @@ def test_search_models_are_registered_with_configs():
 
 # ----------------------------------------------------------------------------- serving with a query
 def test_search_model_exports_and_recommends_for_a_query(search_dataset, tmp_path, capsys):
-    from tfpps import recommend
-    from tfpps.export import export_run
+    from tfpps.cli import recommend
+    from tfpps.serving.export import export_run
     from tfpps.serving.exported import ExportedRecommender
     from tfpps.serving.requests import Request, normalize_query
     from tfpps.serving.runs import InProcessRecommender
@@ -292,7 +292,7 @@ def test_search_model_exports_and_recommends_for_a_query(search_dataset, tmp_pat
 
 
 def test_search_models_default_to_the_synthetic_search_data():
-    from tfpps import train as train_cli
+    from tfpps.cli import train as train_cli
 
     run, _ = train_cli.parse(["--model=hem", "--epochs=1"])
     assert run.data.dataset == "synthetic-search" and run.eval.mask_history

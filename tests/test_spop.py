@@ -10,7 +10,7 @@ from tfpps import registry
 from tfpps.errors import ConfigError
 from tfpps.models.base import DatasetInfo
 from tfpps.models.spop import SessionPopular, SPopConfig
-from tfpps.train import parse
+from tfpps.cli.train import parse
 from tfpps.runs.trainer import train
 
 

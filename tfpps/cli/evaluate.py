@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         # the config), or a non-neural model refitted on the training split
         loaded = run_dir.load(overrides=parse_set_args(args.set), label=f"--run={args.run}")
         run, data, model = loaded.run, loaded.data, loaded.model
-        from tfpps.runs import trainer
+        from tfpps.runs.validation import evaluate_split
 
         t0 = time.time()
-        metrics = trainer.evaluate_split(model, data, args.split, run, progress=True)
+        metrics = evaluate_split(model, data, args.split, run, progress=True)
         seconds = time.time() - t0
         from tfpps.evaluation import evaluator
 

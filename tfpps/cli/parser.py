@@ -1,4 +1,4 @@
-"""What tfpps's command-line tools share: an argument parser whose errors are one line.
+"""The argument parser every tfpps command line shares: its errors are one line.
 
     >>> p = OneLineParser(prog="python -m tfpps.example")
     >>> _ = p.add_argument("--k", type=int)

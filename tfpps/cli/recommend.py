@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import tfpps
-from tfpps.cli import OneLineParser
+from tfpps.cli.parser import OneLineParser
 from tfpps.errors import first_line
 from tfpps.config import ConfigError  # no TensorFlow import before the flags are checked
 from tfpps.runs.run_dir import is_run_dir
