@@ -9,17 +9,17 @@ non-empty directory there stops the command with one line.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import tfpps
+from tfpps.cli.parser import OneLineParser
 from tfpps.errors import first_line
 from tfpps.config import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog="python -m tfpps.data.build", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m tfpps.data.build", description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True)
     p.add_argument("--rebuild", action="store_true", help="rebuild even if the dataset exists (only over a tfpps dataset)")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines (hidden by default)")

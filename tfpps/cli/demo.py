@@ -11,11 +11,11 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import tfpps  # noqa: F401
+from tfpps.cli.parser import OneLineParser
 from tfpps.config import ConfigError, build_run_config
 from tfpps.data.datasets import ensure_dataset
 
@@ -27,7 +27,7 @@ DEMO_OVERRIDES = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tfpps.demo", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m tfpps.demo", description=__doc__.splitlines()[0])
     p.add_argument("--models", default="pop,gru4rec,narm")
     p.add_argument("--epochs", type=int, default=None, help="override the demo's epochs for every model")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)

@@ -8,11 +8,11 @@ training) stop it with one line.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
 import tfpps
+from tfpps.cli.parser import OneLineParser
 from tfpps.config import ConfigError, parse_set_args
 from tfpps.runs.run_dir import RunDir
 
@@ -20,7 +20,7 @@ PROG = "tfpps.evaluate"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tfpps.evaluate", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m tfpps.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="a run directory written by tfpps.train")
     p.add_argument("--split", default="test", choices=["valid", "test"])
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override eval settings, e.g. eval.ks=[1,5,10]")

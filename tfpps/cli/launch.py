@@ -16,10 +16,10 @@ Multi-host clusters do not need the launcher: set ``TF_CONFIG`` on each host and
 """
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 
+from tfpps.cli.parser import OneLineParser
 from tfpps.runs.launch import LaunchError, launch
 
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         own, train_args = argv[:split], argv[split + 1:]
     else:
         own, train_args = argv, []
-    p = argparse.ArgumentParser(prog="python -m tfpps.launch", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="python -m tfpps.launch", description=__doc__.split("\n\n")[0],
                                 usage="python -m tfpps.launch --workers=N [--port=P] -- TRAIN_ARGS")
     p.add_argument("--workers", type=int, default=2, help="worker processes on 127.0.0.1 (default 2)")
     p.add_argument("--port", type=int, default=None, help="first port (P, P+1, ...); default: free ports")

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import tfpps
+from tfpps.cli.parser import OneLineParser
 from tfpps.errors import first_line
 from tfpps import registry
 from tfpps.config import ConfigError, RunConfig, build_run_config, load_yaml, parse_override_flags, parse_set_args, resolve_key
@@ -47,7 +48,7 @@ def _describe_options() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m tfpps.train",
         description="Train and evaluate a tfpps model.",
         epilog=_describe_options(),
