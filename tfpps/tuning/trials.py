@@ -27,6 +27,8 @@ HYPERBAND_KEYS = ("tuner/epochs", "tuner/initial_epoch", "tuner/bracket", "tuner
 
 @dataclasses.dataclass
 class SweepSettings:
+    """What every trial of a sweep shares: the model, the dataset, the configs and the objective."""
+
     model: str
     dataset: str
     config_file: str | None
@@ -42,6 +44,7 @@ def _import_keras_tuner():
 
 
 def make_tuner_class():
+    """The ``SweepTuner`` class (a ``keras_tuner.Tuner``), defined when a sweep runs: Keras Tuner loads only then."""
     keras_tuner = _import_keras_tuner()
 
     class SweepTuner(keras_tuner.Tuner):
