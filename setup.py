@@ -43,5 +43,5 @@ setup(
         "scann": ["scann==1.3.2"],  # ScaNN index for tfpps.export (the release built for TensorFlow 2.16)
     },
     cmdclass={"build_py": BuildPyWithConfigs},
-    entry_points={"console_scripts": ["tfpps-train=tfpps.train:main"]},
+    entry_points={"console_scripts": ["tfpps-train=tfpps.cli.train:main"]},
 )

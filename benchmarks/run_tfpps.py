@@ -19,7 +19,7 @@ def main() -> int:
     argv = sys.argv[1:]
     out = argv[argv.index("--out") + 1]
     train_argv = argv[argv.index("--") + 1 :]
-    from tfpps import train as train_cli
+    from tfpps.cli import train as train_cli
 
     threads = int(os.environ.get("TFPPS_BENCH_THREADS", "0") or 0)
     if threads > 0:
@@ -27,7 +27,7 @@ def main() -> int:
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    from tfpps.training.trainer import train
+    from tfpps.runs.trainer import train
 
     run, args = train_cli.parse(train_argv)
     start = time.time()

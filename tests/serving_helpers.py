@@ -92,14 +92,14 @@ def tiny_run(model: str, base: Path, trained: bool | None = None) -> Path:
     if model not in _CACHE:
         run = _run_config(model, base)
         if trained if trained is not None else model in TRAINED:
-            from tfpps.training.trainer import train
+            from tfpps.runs.trainer import train
 
             train(run, fresh=True)
         else:
             from tfpps.data.pipeline import DatasetDir
             from tfpps.serving.requests import Request, encode_requests
             from tfpps.serving.vocab import Vocabulary
-            from tfpps.training import trainer
+            from tfpps.runs import trainer
 
             run_dir = Path(run.train.run_dir)
             (run_dir / "weights").mkdir(parents=True)
@@ -119,7 +119,7 @@ def tiny_run(model: str, base: Path, trained: bool | None = None) -> Path:
 def tiny_export(model: str, base: Path, k: int = 10, index: str = "brute-force") -> Path:
     key = ("export", model, k, index)
     if key not in _CACHE:
-        from tfpps.export import export_run
+        from tfpps.serving.export import export_run
 
         out = base / f"export-{model}-{k}-{index}"
         export_run(tiny_run(model, base), out, k=k, index=index, log=lambda msg: None)

@@ -10,8 +10,8 @@ import tfpps  # noqa: F401
 from markov_data import write_markov_dataset
 from tfpps import registry
 from tfpps.errors import ConfigError
-from tfpps.train import parse
-from tfpps.training.trainer import train
+from tfpps.cli.train import parse
+from tfpps.runs.trainer import train
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "adding_a_model.md"
 

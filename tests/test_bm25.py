@@ -11,7 +11,7 @@ import tensorflow as tf
 from tfpps import registry
 from tfpps.config import ConfigError, build_run_config
 from tfpps.models.baselines.bm25 import BM25, BM25Config, bm25_postings
-from tfpps.training.trainer import train
+from tfpps.runs.trainer import train
 from tests.test_search_models import _run, search_dataset  # noqa: F401  (module-scoped fixture defined there)
 
 # Toy: items 2, 3, 4 (0 = PAD, 1 = OOV), words 2 and 3. Item 4's text repeats word 3 (tf = 2).
@@ -117,7 +117,7 @@ def test_bm25_beats_popularity_on_synthetic_search_data(search_dataset, tmp_path
 
 def test_bm25_exports_and_serves_a_query_like_the_run(search_dataset, tmp_path):  # noqa: F811
     from tfpps.data import pipeline
-    from tfpps.export import export_run
+    from tfpps.serving.export import export_run
     from tfpps.serving.exported import ExportedRecommender
     from tfpps.serving.requests import Request
     from tfpps.serving.runs import InProcessRecommender

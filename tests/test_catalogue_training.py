@@ -9,9 +9,11 @@ from markov_data import NARM_ARGS, write_markov_dataset
 from tfpps.config import ConfigError, build_run_config
 from tfpps.data import pipeline
 from tfpps.data.datasets import target_dir
-from tfpps.train import parse
-from tfpps.training import resume
-from tfpps.training.trainer import SampledRows, check_run_dir, config_differences, eval_batches, sample_positions, train
+from tfpps.cli.train import parse
+from tfpps.runs import resume
+from tfpps.runs.existing import check_run_dir, config_differences
+from tfpps.runs.trainer import train
+from tfpps.runs.validation import SampledRows, eval_batches, sample_positions
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from serving_helpers import write_tiny_dataset
-from tfpps import evaluate, ownership, recommend
-from tfpps.train import main as train_main
-from tfpps.training import resume, trainer
+from tfpps import ownership
+from tfpps.cli import evaluate, recommend
+from tfpps.cli.train import main as train_main
+from tfpps.runs import resume, trainer
 
 REPO = Path(__file__).resolve().parents[1]
 GRU = ["--model=gru4rec", "--epochs=2", "--batch_size=8", "--steps_per_execution=4", "--patience=0", "--max_len=6",
@@ -154,7 +155,7 @@ def test_a_complete_run_is_reported_another_config_refused_and_fresh_retrains(da
 
 def test_train_twice_through_the_library_still_trains(data, tmp_path):
     """Only the command line reports a complete run; train() itself (tune trials, benchmarks) trains."""
-    from tfpps.train import parse
+    from tfpps.cli.train import parse
 
     run_dir = tmp_path / "lib"
     trainer.train(parse(_pop(data, run_dir))[0])
@@ -169,7 +170,7 @@ def _gru_run(data, run_dir: Path) -> Path:
     from tfpps.data.pipeline import DatasetDir
     from tfpps.serving.requests import Request, encode_requests
     from tfpps.serving.vocab import Vocabulary
-    from tfpps.train import parse
+    from tfpps.cli.train import parse
 
     run = parse(GRU + [f"--data_dir={data}", f"--run_dir={run_dir}"])[0]
     (run_dir / "weights").mkdir(parents=True)
@@ -257,7 +258,7 @@ def test_a_dataset_without_training_records_is_one_line(data, tmp_path, capsys):
 def test_a_data_dir_without_dataset_names_the_run_after_it_and_never_builds_into_it(data, tmp_path, capsys):
     """``--set data.dir=X`` without ``--dataset``: the run is labelled by X (default run dir runs/<model>-<X's
     name>, not another dataset's run), and a missing X is one line instead of the synthetic data built there."""
-    from tfpps.train import parse
+    from tfpps.cli.train import parse
 
     run, _ = parse(["--model=pop", "--set", f"data.dir={data}"])
     assert run.data.dataset == data.name and trainer.default_run_dir(run).name == f"pop-{data.name}"

@@ -3,7 +3,7 @@ the tfpps config field of the same meaning, and the official parameter string is
 import pytest
 
 from benchmarks.references import compare_official_gru4rec as cmp
-from tfpps import train as train_cli
+from tfpps.cli import train as train_cli
 
 
 @pytest.mark.parametrize("name", sorted(cmp.SETTINGS))

@@ -63,7 +63,7 @@ def test_dataset_config_and_round_trip():
 
 
 def test_train_cli_prints_one_line_error(capsys):
-    from tfpps import train
+    from tfpps.cli import train
 
     assert train.main(["--model=pop", "--lr=abc"]) == 2
     err = capsys.readouterr().err.strip()

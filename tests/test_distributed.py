@@ -16,12 +16,12 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from markov_data import NARM_ARGS, write_markov_dataset
-from tfpps import launch
+from tfpps.runs import launch
 from tfpps.data.pipeline import DatasetDir
 from tfpps.models.sequential.narm import NARM, count_train_examples
-from tfpps.train import main as train_main
-from tfpps.train import parse
-from tfpps.training.trainer import train
+from tfpps.cli.train import main as train_main
+from tfpps.cli.train import parse
+from tfpps.runs.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 

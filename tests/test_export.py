@@ -157,7 +157,7 @@ class _PythonScored:
 def test_python_scored_models_are_refused_with_one_line(base, capsys, monkeypatch):
     import dataclasses
 
-    from tfpps import export
+    from tfpps.cli import export
     from tfpps.serving import runs
 
     load_run = runs.load_run
@@ -251,7 +251,7 @@ def test_sknn_tensorflow_scores_equal_the_numpy_reference(name, params, strategy
 
 
 def test_cli_errors_are_one_line(base, capsys, tmp_path):
-    from tfpps import export
+    from tfpps.cli import export
 
     existing = tiny_export("pop", base)
     assert export.main([f"--run={tiny_run('pop', base)}", f"--out={existing}"]) == 2
@@ -265,7 +265,7 @@ def test_cli_errors_are_one_line(base, capsys, tmp_path):
 
 
 def test_cli_export_with_overwrite(base, capsys):
-    from tfpps import export
+    from tfpps.cli import export
 
     out = base / "cli-export"
     assert export.main([f"--run={tiny_run('hrm', base)}", f"--out={out}", "--k=3", "--index=brute-force"]) == 0

@@ -147,7 +147,7 @@ def test_bad_fo_flags_give_one_line(tmp_path, capsys):
 def test_train_cml_end_to_end_on_a_fo_dataset(fo_dataset, tmp_path):
     """The trainer, the multi-target evaluator and the metric-learning data path together."""
     from tfpps.config import build_run_config
-    from tfpps.training.trainer import train
+    from tfpps.runs.trainer import train
 
     out, _, _ = fo_dataset
     run = build_run_config(

@@ -11,7 +11,7 @@ from tfpps.data.session_parallel import build_schedule
 from tfpps.models.base import DatasetInfo
 from tfpps.models.sequential.gru4rec import GRU4Rec, GRU4RecConfig
 from tfpps.tasks import losses
-from tfpps.training.adagrad_momentum import AdagradM
+from tfpps.optimizers.adagrad_momentum import AdagradM
 
 
 class FakeData:
@@ -61,7 +61,7 @@ def test_config_defaults_registry_and_yaml():
     assert entry.model_cls is GRU4Rec and entry.config_cls is GRU4RecConfig
     cfg = build_run_config("gru4rec")
     assert cfg.train.optimizer == "adagrad_momentum"
-    from tfpps.training.optimizers import make_optimizer
+    from tfpps.optimizers import make_optimizer
 
     assert isinstance(make_optimizer(cfg.train), AdagradM)
     assert cfg.model_params.layers == [100] and cfg.model_params.n_sample == 2048

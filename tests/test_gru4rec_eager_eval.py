@@ -12,7 +12,7 @@ from tfpps.evaluation import evaluator
 from tfpps.evaluation.metrics import ranks_from_scores_np
 from tfpps.models.sequential import gru4rec_eager_eval as eager
 from tfpps.models.sequential.gru4rec import GRU4Rec, GRU4RecConfig
-from tfpps.training.trainer import eval_batches, evaluate_split
+from tfpps.runs.validation import eval_batches, evaluate_split
 
 
 @pytest.mark.parametrize(

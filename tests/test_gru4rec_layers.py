@@ -10,7 +10,7 @@ from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.reset_after_gru import ResetAfterGRUCell
 from tfpps.layers.samplers import PopularitySampler
 from tfpps.tasks import losses
-from tfpps.training.adagrad_momentum import AdagradM
+from tfpps.optimizers.adagrad_momentum import AdagradM
 
 
 def sigmoid(x):

@@ -10,7 +10,7 @@ from test_gru4rec import FakeData, make_run
 from tfpps.evaluation import evaluator
 from tfpps.evaluation.evaluator import rank_batch
 from tfpps.models.sequential.gru4rec import STATE_FEATURE, GRU4Rec, GRU4RecConfig, StreamedEvalBatches
-from tfpps.training.trainer import eval_batches, evaluate_split
+from tfpps.runs.validation import eval_batches, evaluate_split
 
 
 class EvalData(FakeData):
@@ -158,10 +158,10 @@ def test_reset_after_run_trains_evaluates_and_exports(tmp_path):
     SavedModel, rebuilt from config.yaml with gru_cell=reset_after, scores as the in-process model."""
     from serving_helpers import write_tiny_dataset
     from tfpps.config import build_run_config
-    from tfpps.export import export_run
+    from tfpps.serving.export import export_run
     from tfpps.serving.requests import Request
     from tfpps.serving.runs import InProcessRecommender
-    from tfpps.training.trainer import train
+    from tfpps.runs.trainer import train
 
     data_dir = write_tiny_dataset(tmp_path / "data")
     run = build_run_config("gru4rec", overrides={

@@ -8,7 +8,7 @@ import pytest
 import tfpps  # noqa: F401  (before TensorFlow)
 import tensorflow as tf
 
-from tfpps import train as train_cli
+from tfpps.cli import train as train_cli
 from tfpps.config import ConfigError, RunConfig, build_run_config
 from tfpps.data.triplets import UserItems, subsample_history, triplet_dataset
 from tfpps.evaluation import evaluator

@@ -11,7 +11,7 @@ from tfpps.data import user_parallel
 from tfpps.models.base import DatasetInfo
 from tfpps.models.sequential.hrnn import HRNN, HRNNConfig
 from tfpps.tasks import losses
-from tfpps.training.adagrad_momentum import AdagradM
+from tfpps.optimizers.adagrad_momentum import AdagradM
 
 
 RECORD_SPEC = {

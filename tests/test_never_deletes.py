@@ -14,10 +14,10 @@ import pytest
 import tfpps.config as config
 from beam_jobs import build_features
 from tfpps import ownership
-from tfpps.data import build as data_build
+from tfpps.cli import build as data_build
 from tfpps.data import datasets
 from tfpps.spec import schema
-from tfpps.train import main as train_main
+from tfpps.cli.train import main as train_main
 
 from serving_helpers import write_tiny_dataset
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from serving_helpers import tiny_export, tiny_run, workdir
-from tfpps import recommend
+from tfpps.cli import recommend
 from tfpps.serving.exported import ExportedRecommender
 from tfpps.serving.requests import Request
 

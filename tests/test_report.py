@@ -13,7 +13,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import pytest  # noqa: E402
 import yaml  # noqa: E402
 
-from tfpps import report  # noqa: E402
+from tfpps.cli import report  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from markov_data import NARM_ARGS, write_markov_dataset
-from tfpps.train import parse
-from tfpps.training import resume
-from tfpps.training.trainer import train
+from tfpps.cli.train import parse
+from tfpps.runs import resume
+from tfpps.runs.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 GRU4REC_ARGS = ["--model=gru4rec", "--batch_size=16", "--steps_per_execution=4", "--set", "model_params.layers=[32]",

@@ -26,7 +26,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pop_run(data, tmp_path_factory):
     """A pop run trained by the real command (non-neural: fitted once, no weights)."""
-    from tfpps.train import main as train_main
+    from tfpps.cli.train import main as train_main
 
     run_dir = tmp_path_factory.mktemp("runs") / "pop"
     argv = ["--model=pop", f"--data_dir={data}", f"--run_dir={run_dir}", "--set", "eval.ks=[5,10]",
@@ -92,9 +92,9 @@ def test_validation_is_written_atomically_and_read_back(tmp_path):
 def test_the_trainer_and_tune_write_validation_through_run_dir(data, tmp_path, monkeypatch):
     """tfpps.tune's non-neural trial writes validation.json through RunDir.write_validation, once; the
     trainer's ValidationCallback saves its state through the same method."""
-    from tfpps import tune
+    from tfpps.cli import tune
     from tfpps.config import build_run_config
-    from tfpps.training import trainer
+    from tfpps.runs import trainer
 
     writes = []
     real = RunDir.write_validation
@@ -126,7 +126,7 @@ def test_the_trainer_and_tune_write_validation_through_run_dir(data, tmp_path, m
 
 
 def test_load_refits_a_non_neural_run_for_evaluate_and_serving(pop_run, capsys):
-    from tfpps import evaluate
+    from tfpps.cli import evaluate
     from tfpps.serving import runs as serving_runs
 
     files = RunDir(pop_run)
@@ -154,7 +154,7 @@ def test_load_refits_a_non_neural_run_for_evaluate_and_serving(pop_run, capsys):
 
 def test_load_of_a_neural_run_without_weights_is_one_line(data, tmp_path):
     from tfpps.config import build_run_config
-    from tfpps.training import trainer
+    from tfpps.runs import trainer
 
     run = build_run_config("gru4rec", overrides={"data.dir": str(data), "model_params.layers": "[8]", "max_len": "6"})
     files = RunDir(tmp_path / "gru")

@@ -15,7 +15,8 @@ from tfpps.evaluation.trec import run_file_metrics
 from tfpps.layers.query_encoder import QueryEncoder
 from tfpps.models.search.aem import attention_weights
 from tfpps.tasks.negative_sampling import UnigramSampler, negative_sampling_loss
-from tfpps.training.trainer import build_model, evaluate_split, train
+from tfpps.runs.trainer import build_model, train
+from tfpps.runs.validation import evaluate_split
 
 
 # ----------------------------------------------------------------------------- zero attention
@@ -272,8 +273,8 @@ def test_the_history_length_is_data_max_len_and_the_old_key_says_so(tmp_path):
 
 # ----------------------------------------------------------------------------- serving with a query
 def test_search_model_exports_and_recommends_for_a_query(search_dataset, tmp_path, capsys):
-    from tfpps import recommend
-    from tfpps.export import export_run
+    from tfpps.cli import recommend
+    from tfpps.serving.export import export_run
     from tfpps.serving.exported import ExportedRecommender
     from tfpps.serving.requests import Request, normalize_query
     from tfpps.serving.runs import InProcessRecommender
@@ -303,7 +304,7 @@ def test_search_model_exports_and_recommends_for_a_query(search_dataset, tmp_pat
 
 
 def test_search_models_default_to_the_synthetic_search_data():
-    from tfpps import train as train_cli
+    from tfpps.cli import train as train_cli
 
     run, _ = train_cli.parse(["--model=hem", "--epochs=1"])
     assert run.data.dataset == "synthetic-search" and run.eval.mask_history

@@ -10,8 +10,8 @@ from tfpps import registry
 from tfpps.errors import ConfigError
 from tfpps.models.base import DatasetInfo
 from tfpps.models.baselines.spop import SessionPopular, SPopConfig
-from tfpps.train import parse
-from tfpps.training.trainer import train
+from tfpps.cli.train import parse
+from tfpps.runs.trainer import train
 
 
 def test_scores_are_history_counts_plus_popularity_below_one():

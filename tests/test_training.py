@@ -12,7 +12,7 @@ import pytest
 from beam_jobs import build_features
 from tfpps.config import build_run_config
 from tfpps.data import synthetic
-from tfpps.training.trainer import train
+from tfpps.runs.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -47,7 +47,7 @@ def test_sequence_models_beat_popularity_on_synthetic_signal(small_dataset, tmp_
 
 def test_evaluate_cli_reproduces_the_test_metrics(small_dataset, tmp_path):
     gru = run_model("gru4rec", small_dataset, tmp_path, epochs="1")
-    from tfpps import evaluate
+    from tfpps.cli import evaluate
 
     assert evaluate.main([f"--run={gru['run_dir']}"]) == 0
     again = json.loads((Path(gru["run_dir"]) / "metrics-test.json").read_text())["metrics"]

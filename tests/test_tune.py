@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from tfpps import tune
+from tfpps.cli import tune
 from tfpps.config import ConfigError, build_run_config
 from tfpps.spec import schema
 
@@ -145,7 +145,7 @@ def test_random_sweep_outputs_resume_and_best_config(tiny_dataset, space_file, t
     assert cfg.model_params.layers == best["hyperparameters"]["model_params.layers"]
     assert cfg.train.epochs == 2 and cfg.model_params.n_sample == 8 and cfg.train.run_dir == ""
     assert Path(cfg.data.dir) == Path(tiny_dataset)
-    from tfpps import train as train_cli
+    from tfpps.cli import train as train_cli
 
     parsed, _ = train_cli.parse([f"--config={sweep_dir / 'best.yaml'}"])  # --model taken from the file
     assert parsed.model == "gru4rec" and parsed.train.learning_rate == cfg.train.learning_rate

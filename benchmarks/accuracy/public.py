@@ -24,7 +24,7 @@ the official PyTorch GRU4Rec with the RSC15 BPR-max setting (``configs/models/gr
 run: R@20 59.06, MRR@20 29.65.
 
 Protocol. Every model trains in its own process (``benchmarks.run_tfpps``, which calls
-``tfpps.training.trainer.train`` with ``--fresh``). The neural models (gru4rec, narm) validate after every
+``tfpps.runs.trainer.train`` with ``--fresh``). The neural models (gru4rec, narm) validate after every
 epoch on the validation split, keep the weights of the best validation epoch (``--valid-metric``, default
 recall@20) and stop after ``--patience`` epochs without a gain (0: the config's fixed epochs, still
 keeping the best-validation weights). The trainer then restores those best-validation weights and scores

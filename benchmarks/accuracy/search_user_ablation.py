@@ -32,11 +32,11 @@ METRIC = "ndcg@10"
 
 def scores(run_dir, split: str, user: bool) -> dict:
     from tfpps.runs.run_dir import RunDir
-    from tfpps.training import trainer
+    from tfpps.runs.validation import evaluate_split
 
     overrides = {} if user else {"model_params.query_weight": "1.0"}
     loaded = RunDir(run_dir).load(overrides=overrides, label=str(run_dir))
-    return trainer.evaluate_split(loaded.model, loaded.data, split, loaded.run, progress=False)
+    return evaluate_split(loaded.model, loaded.data, split, loaded.run, progress=False)
 
 
 def main(argv=None) -> int:

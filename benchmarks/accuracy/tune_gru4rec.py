@@ -45,7 +45,7 @@ def train_once(config_file: str | None, epochs: int, seed: int, run_dir: Path) -
         result = files.load_metrics()
     else:
         from tfpps.config import build_run_config
-        from tfpps.training.trainer import train
+        from tfpps.runs.trainer import train
 
         overrides = {"train.epochs": epochs, "train.seed": seed, "train.run_dir": str(run_dir), "train.verbose": 2,
                      "train.valid_metric": "ndcg@10"}
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         for d in (SWEEP_DIR, COMPARE_DIR):
             shutil.rmtree(d, ignore_errors=True)
 
-    from tfpps import report, tune
+    from tfpps.cli import tune
+    from tfpps.reporting.figures import plot_sweep
+    from tfpps.reporting.inputs import load_sweep
     from tfpps.runs.run_dir import RunDir
 
     sweep_argv = ["--model=gru4rec", "--dataset=ml-100k", f"--tuner={args.tuner}", f"--max-trials={args.trials}",
@@ -118,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(best_yaml, RESULTS / "tune_gru4rec_best.yaml")
     shutil.copyfile(Path(result["dir"]) / "trials.csv", RESULTS / "tune_gru4rec_trials.csv")
-    sweep_data = report.load_sweep(Path(result["dir"]))
-    report.plot_sweep(sweep_data, RESULTS / "tune_gru4rec.png", reference={"default config (seed 42)": default_runs[0]["val_ndcg@10"]})
-    bar_plot(RESULTS, "tune_gru4rec_compare", METRICS, {r["config"]: [r[m] for m in METRICS] for r in rows}, "test metric (mean over seeds)",
+    sweep_data = load_sweep(Path(result["dir"]))
+    plot_sweep(sweep_data, RESULTS / "tune_gru4rec.png", reference={"default config (seed 42)": default_runs[0]["val_ndcg@10"]})
+    bar_plot("tune_gru4rec_compare", METRICS, {r["config"]: [r[m] for m in METRICS] for r in rows}, "test metric (mean over seeds)",
              f"GRU4Rec on ml-100k: best of {len(result['trials'])} trials vs default ({args.epochs} epochs)")
     payload = {
         "command": "python -m benchmarks.accuracy.tune_gru4rec " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -13,7 +13,7 @@ layout (a temporary directory), then, in this one process so that the ratios sha
    pipeline. Examples/s counts the steps after the warm-up (which holds the tracing and the shuffle
    buffer's first fill), timed at the ends of fused executions (``steps_per_execution``).
 2. The trained full-softmax model scores every test prefix (``--test-prefixes``) against all items with the
-   trainer's batched evaluator (``tfpps.training.trainer.evaluate_split``), and a fixed sample of
+   trainer's batched evaluator (``tfpps.runs.validation.evaluate_split``), and a fixed sample of
    ``--valid-sample`` of them as ``eval.valid_sample`` would.
 
 Prints a table and writes ``benchmarks/scale/results/catalogue_scale/catalogue_scale.{json,png}`` with the machine, its load
@@ -137,7 +137,7 @@ def train_throughput(data, args, softmax: str, steps: int) -> tuple[dict, object
     import tensorflow as tf
 
     from tfpps.models.sequential.narm import NARM
-    from tfpps.training.trainer import build_model
+    from tfpps.runs.trainer import build_model
 
     run = _run_config(data.path, args, softmax)
     tf.keras.utils.set_random_seed(run.train.seed)
@@ -166,7 +166,7 @@ def train_throughput(data, args, softmax: str, steps: int) -> tuple[dict, object
 
 
 def eval_seconds(model, data, args, sample: int = 0) -> dict:
-    from tfpps.training.trainer import evaluate_split
+    from tfpps.runs.validation import evaluate_split
 
     run = _run_config(data.path, args, "full")
     evaluate_split(model, data, "test", run, sample=1024)  # trace the evaluator (and count the examples) first

@@ -38,7 +38,7 @@ import tensorflow as tf
 from tfpps.config import build_run_config
 from tfpps.data import pipeline
 from tfpps.data.datasets import ensure_dataset, shared_data_dir
-from tfpps.export import export_run
+from tfpps.serving.export import export_run
 from tfpps.runs.run_dir import RunDir
 from tfpps.serving.exported import load_exported
 from tfpps.serving.module import SCANN_MISSING, scann_available
@@ -61,7 +61,7 @@ def train_briefly(model: str, dataset: str, epochs: int, reuse: bool) -> Path:
     run_dir = REPO / "runs" / f"bench-export-{model}-{dataset}"
     if reuse and RunDir(run_dir).metrics.exists():
         return run_dir
-    from tfpps.training.trainer import train
+    from tfpps.runs.trainer import train
 
     run = build_run_config(model, dataset=dataset, overrides={"epochs": str(epochs), "run_dir": str(run_dir), "verbose": "2"})
     train(run, fresh=True)

@@ -5,7 +5,7 @@
 
 For each model it builds the model with its benchmark settings (GRU4Rec:
 ``configs/models/gru4rec_diginetica.yaml`` on DIGINETICA, 512 units; NARM: ``configs/models/narm.yaml``),
-then times :func:`tfpps.training.trainer.evaluate_split` on the whole test split, the call the trainer
+then times :func:`tfpps.runs.trainer.evaluate_split` on the whole test split, the call the trainer
 makes for the test metrics: one untimed warm-up (tracing, first reads) and ``--repeats`` timed runs.
 The weights are the untrained initial ones: the work of a full ranking does not depend on them, and
 the metrics printed only show that every example was scored. The target of issue 18 is <= 20 s for
@@ -27,7 +27,7 @@ import tfpps  # noqa: F401
 from benchmarks.common import bar_plot, machine, results_dir, table, write_results
 from tfpps.config import build_run_config
 from tfpps.data.datasets import ensure_dataset
-from tfpps.training import trainer
+from tfpps.runs import trainer
 
 RESULTS = results_dir(__file__)
 TARGET_SECONDS = 20.0

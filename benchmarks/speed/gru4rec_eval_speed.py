@@ -32,7 +32,7 @@ from tfpps.config import RunConfig, TrainConfig
 from tfpps.evaluation import evaluator
 from tfpps.models.base import DatasetInfo
 from tfpps.models.sequential.gru4rec import GRU4Rec, GRU4RecConfig
-from tfpps.training.trainer import eval_batches
+from tfpps.runs.validation import eval_batches
 
 
 class SessionsData:

@@ -32,7 +32,7 @@ def step_time(model_name: str, config: str | None, data, batch, steps: int) -> f
     import tensorflow as tf
 
     from tfpps.config import build_run_config
-    from tfpps.training.trainer import build_model
+    from tfpps.runs.trainer import build_model
 
     run = build_run_config(model_name, dataset=DATASET, config_file=config, overrides={"data.dir": str(data.path)})
     model = build_model(run, data)

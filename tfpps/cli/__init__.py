@@ -1,32 +1,10 @@
-"""What tfpps's command-line tools share: an argument parser whose errors are one line.
-
-    >>> p = OneLineParser(prog="python -m tfpps.example")
-    >>> _ = p.add_argument("--k", type=int)
-    >>> p.parse_args(["--k=two"])
-    Traceback (most recent call last):
-    SystemExit: 2
-
-prints ``tfpps.example: error: argument --k: invalid int value: 'two'`` on stderr, without argparse's
-usage block. With ``raise_errors=True`` the message is raised as :class:`tfpps.errors.ConfigError`
-instead, for a ``main`` that reports every error of its own in the same one-line form and returns 2.
+"""The command lines (``python -m tfpps.<command>`` runs ``tfpps.cli.<command>``; the old module paths are thin
+shims): ``train``, ``evaluate``, ``tune``, ``export``, ``recommend``, ``report``, ``launch``, ``demo`` and
+``build`` (``python -m tfpps.data.build``). Each parses its flags with :class:`OneLineParser`
+(:mod:`tfpps.cli.parser`), so a bad flag is one line, and reports what goes wrong in the same form; the
+work itself is done by the library (:mod:`tfpps.runs`, :mod:`tfpps.tuning`, :mod:`tfpps.serving`,
+:mod:`tfpps.reporting`).
 """
-from __future__ import annotations
+from tfpps.cli.parser import OneLineParser
 
-import argparse
-import sys
-
-from tfpps.errors import ConfigError
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """``argparse.ArgumentParser`` whose errors are one line: ``<tool>: error: <message>`` and exit 2."""
-
-    def __init__(self, *args, raise_errors: bool = False, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.raise_errors = raise_errors
-
-    def error(self, message):
-        if self.raise_errors:
-            raise ConfigError(message)
-        print(f"{self.prog.removeprefix('python -m ')}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+__all__ = ["OneLineParser"]

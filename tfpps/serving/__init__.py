@@ -7,6 +7,7 @@
 * :mod:`tfpps.serving.manifest`: the export manifest (what was exported, from which run, when).
 * :mod:`tfpps.serving.runs`: a run directory loaded in-process (weights, or refitted non-neural models).
 * :mod:`tfpps.serving.exported`: an export directory loaded with ``tf.saved_model.load``.
+* :mod:`tfpps.serving.export`: a trained run exported as a SavedModel (what ``python -m tfpps.export`` runs).
 
-Command lines: ``python -m tfpps.export`` and ``python -m tfpps.recommend``.
+Command lines: ``python -m tfpps.export`` and ``python -m tfpps.recommend`` (:mod:`tfpps.cli`).
 """

@@ -26,7 +26,7 @@ lives in a non-trainable ``[B, H]`` variable, zeroed where a slot starts a new
 session, never back-propagated across steps (the official ``H.detach_()``).
 The extra negatives are one shared set per step drawn ``∝ support^sample_alpha``
 (:class:`tfpps.layers.samplers.PopularitySampler`). Training pairs with
-``tfpps.training.adagrad_momentum.AdagradM`` (the official optimiser); the
+``tfpps.optimizers.adagrad_momentum.AdagradM`` (the official optimiser); the
 embedding-like tables (``W_y``, ``b_y``, ``E`` or the one-hot input weights)
 are read with ``tf.gather`` so their gradients are ``IndexedSlices`` and
 only touched rows are updated.

@@ -13,7 +13,7 @@ machine; ``train.deterministic: true`` adds TensorFlow's op determinism, e.g. fo
 * **random ops keyed by the step** (e.g. NARM's dropout: stateless, from ``optimizer.iterations``), which
   the backup restores;
 * **the validation state consistent with the backup**: see
-  :class:`tfpps.training.trainer.ValidationCallback` (a pending row written before the backup, the
+  :class:`tfpps.runs.validation.ValidationCallback` (a pending row written before the backup, the
   validation of an epoch whose backup exists but whose row does not is redone from the backup's weights).
 
 The backup is Keras' ``BackupAndRestore`` (``<run_dir>/backup/chief``), saved at the end of every epoch.

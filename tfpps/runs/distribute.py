@@ -54,12 +54,13 @@ from tfpps.config import ConfigError
 DEFAULT, MIRRORED, MULTIWORKER = "default", "mirrored", "multiworker"
 
 
-def check_supported(run) -> None:
-    """Raise a one-line :class:`ConfigError` when ``run.model`` cannot train under ``run.train.strategy``."""
+def check_supported(run, entry: registry.ModelEntry | None = None) -> None:
+    """Raise a one-line :class:`ConfigError` when ``run.model`` (its registry ``entry``, when the caller
+    resolved it) cannot train under ``run.train.strategy``."""
     name = run.train.strategy
     if name == DEFAULT:
         return
-    entry = registry.get(run.model)
+    entry = entry or registry.get(run.model)
     if entry.family == registry.NONNEURAL:
         raise ConfigError(
             f"{run.model}: --strategy={name} is not supported: it is not a neural model (fitted in one Python pass "

@@ -112,4 +112,4 @@ class AdagradM(tf.keras.optimizers.legacy.Optimizer):
         return config
 
 
-AdagradMomentum = AdagradM  # the name tfpps.training.optimizers.make_optimizer imports
+AdagradMomentum = AdagradM  # the name tfpps.optimizers.make_optimizer imports

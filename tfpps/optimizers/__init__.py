@@ -1,4 +1,5 @@
-"""Optimizer factory for :class:`tfpps.config.TrainConfig` (Keras 2 optimizers)."""
+"""Optimizers for :class:`tfpps.config.TrainConfig` (Keras 2): the factory :func:`make_optimizer`, the linear
+learning-rate decay, and GRU4Rec's Adagrad with momentum (:mod:`tfpps.optimizers.adagrad_momentum`)."""
 from __future__ import annotations
 
 import tfpps  # noqa: F401
@@ -45,7 +46,7 @@ def make_optimizer(train_cfg, total_steps: int | None = None) -> tf.keras.optimi
     if name == "sgd":
         return legacy.SGD(learning_rate=lr, momentum=train_cfg.momentum, **kwargs)
     if name == "adagrad_momentum":
-        from tfpps.training.adagrad_momentum import AdagradMomentum
+        from tfpps.optimizers.adagrad_momentum import AdagradMomentum
 
         return AdagradMomentum(learning_rate=lr, momentum=train_cfg.momentum, **kwargs)
     raise ValueError(f"unknown optimizer {name!r}")
