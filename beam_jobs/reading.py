@@ -56,7 +56,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from beam_jobs.events import LOG_POSITION, BadRow, ItemMeta, SourceError
-from beam_jobs.sources import MAX_LINE_CHARS, get_source
+from beam_jobs.sources import get_source
+from beam_jobs.sources.base import MAX_LINE_CHARS
 
 DEAD = "dead_letter"
 COUNTS = "row_counts"

@@ -20,7 +20,7 @@ import pytest
 from apache_beam.io.filesystem import BeamIOError, FileMetadata, FileSystem
 from apache_beam.io.filesystems import FileSystems
 
-from beam_jobs import build_features
+from beam_jobs import cli, publish
 import tensorflow as tf
 
 from tfpps.data import pipeline, synthetic
@@ -100,7 +100,7 @@ def reference(tmp_path_factory):
     raw = tmp / "raw"
     synthetic.generate(synthetic.SyntheticConfig(n_users=80, n_items=120, seed=11, events_per_user=15, shards=2), raw)
     ref = tmp / "reference"
-    stats = build_features.run(job_argv(raw, ref))
+    stats = cli.run(job_argv(raw, ref))
     return tmp, raw, ref, stats, snapshot(ref)
 
 
@@ -115,7 +115,7 @@ def test_killed_run_leaves_nothing_and_rerun_is_complete(reference):
         pipeline.DatasetDir(out)
     assert scratch_dirs(out) == [tmp_dir]  # the killed run's temp dir, hidden
 
-    stats = build_features.run(job_argv(raw, out))  # re-run, no --overwrite needed
+    stats = cli.run(job_argv(raw, out))  # re-run, no --overwrite needed
     assert scratch_dirs(out) == []  # the dead run's temp dir is cleaned up
     snap = snapshot(out)
     assert snap == ref_snap  # same vocabularies, metadata and records as the uninterrupted run
@@ -135,17 +135,17 @@ def test_killed_overwrite_keeps_the_old_dataset(reference):
     assert sorted(str(p.relative_to(ref)) for p in ref.rglob("*")) == before
     assert (ref / schema.DATASET_FILE).read_bytes() == dataset_json
     assert snapshot(ref) == ref_snap
-    build_features.remove_stale_scratch(str(ref))
+    publish.remove_stale_scratch(str(ref))
     assert scratch_dirs(ref) == []
 
 
 def test_stale_scratch_of_live_processes_is_kept(tmp_path):
     out = tmp_path / "ds"
-    mine = Path(build_features.scratch_path(str(out), "tmp"))  # this (live) process
+    mine = Path(publish.scratch_path(str(out), "tmp"))  # this (live) process
     other_host = tmp_path / ".ds.tmp-some-other-host-1-abcdef12"
     for d in (mine, other_host):
         d.mkdir()
-    assert build_features.remove_stale_scratch(str(out)) == []
+    assert publish.remove_stale_scratch(str(out)) == []
     assert mine.exists() and other_host.exists()
 
 
@@ -251,25 +251,25 @@ NEW = {"train/part-00000-of-00002.tfrecord.gz": "t0", "train/part-00001-of-00002
 
 def test_object_store_publish_moves_dataset_json_last(store):
     out = "tfppsfake://bucket/datasets/ds"
-    tmp = build_features.scratch_path(out, "tmp")
+    tmp = publish.scratch_path(out, "tmp")
     assert tmp.startswith("tfppsfake://bucket/datasets/.ds.tmp-")
     _stage(tmp, NEW)
-    assert not build_features.output_exists(out)
-    build_features.publish(tmp, out)
+    assert not publish.output_exists(out)
+    publish.publish(tmp, out)
     assert _under(out) == {k: v.encode() for k, v in NEW.items()}
     assert _under(tmp) == {}
     renames = [p for op, p in store.log if op == "rename"]
     assert renames[-1] == f"{out}/{schema.DATASET_FILE}" and len(renames) == len(NEW)
-    assert build_features.output_exists(out) and not build_features.is_dead_publish(out)
+    assert publish.output_exists(out) and not publish.is_dead_publish(out)
 
 
 def test_object_store_overwrite_leaves_no_stale_files(store):
     out = "tfppsfake://bucket/ds"
     _stage(out, {"dead_letter/part-00000-of-00003.jsonl": "old", "train/part-00000-of-00004.tfrecord.gz": "old",
                  schema.DATASET_FILE: json.dumps({"run": "old"})})
-    tmp = build_features.scratch_path(out, "tmp")
+    tmp = publish.scratch_path(out, "tmp")
     _stage(tmp, NEW)
-    build_features.publish(tmp, out)
+    publish.publish(tmp, out)
     assert _under(out) == {k: v.encode() for k, v in NEW.items()}  # nothing of the old run mixed in
     deletes = [p for op, p in store.log if op == "delete"]
     assert deletes[0] == f"{out}/{schema.DATASET_FILE}"  # readers stop seeing the old dataset first
@@ -277,17 +277,17 @@ def test_object_store_overwrite_leaves_no_stale_files(store):
 
 def test_object_store_killed_publish_is_detected_and_replaced(store):
     out = "tfppsfake://bucket/ds"
-    tmp = build_features.scratch_path(out, "tmp")
+    tmp = publish.scratch_path(out, "tmp")
     _stage(tmp, NEW)
     store.fail_after = 2  # two files moved, then the process "dies"
     with pytest.raises(BeamIOError):
-        build_features.publish(tmp, out)
+        publish.publish(tmp, out)
     left = _under(out)
-    assert schema.DATASET_FILE not in left and build_features.PUBLISHING_MARKER in left
-    assert build_features.output_exists(out) and build_features.is_dead_publish(out)
+    assert schema.DATASET_FILE not in left and publish.PUBLISHING_MARKER in left
+    assert publish.output_exists(out) and publish.is_dead_publish(out)
 
     store.fail_after = None  # the re-run's publish replaces the half-published output
-    tmp2 = build_features.scratch_path(out, "tmp")
+    tmp2 = publish.scratch_path(out, "tmp")
     _stage(tmp2, NEW)
-    build_features.publish(tmp2, out)
+    publish.publish(tmp2, out)
     assert _under(out) == {k: v.encode() for k, v in NEW.items()}

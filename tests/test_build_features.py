@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from beam_jobs import build_features
+from beam_jobs import cli
 from tfpps.data import pipeline
 from tfpps.spec import schema
 
@@ -36,7 +36,7 @@ def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("job")
     log = write_log(tmp / "events.csv", extra_bytes=b"u5,\xff\xfe,1000,5\n")
     out = tmp / "dataset"
-    stats = build_features.run(["--source=csv", f"--input={log}", f"--output={out}", "--split=loo", *IN_MEMORY])
+    stats = cli.run(["--source=csv", f"--input={log}", f"--output={out}", "--split=loo", *IN_MEMORY])
     return out, stats
 
 
@@ -90,7 +90,7 @@ def test_session_split_drops_unseen_items_from_eval(tmp_path):
         "s3,a,90000,s3\ns3,z,90010,s3\ns3,b,90020,s3\n"
     )
     out = tmp_path / "out"
-    stats = build_features.run(
+    stats = cli.run(
         ["--source=csv", f"--input={log}", f"--output={out}", "--split=time", "--test_days=0.5", *IN_MEMORY]
     )
     ds = pipeline.DatasetDir(out)
@@ -118,7 +118,7 @@ def test_bad_invocations_give_one_line(tmp_path, capsys, argv, message):
     argv = [a.format(tmp=tmp_path) for a in argv]
     if not any(a.startswith("--input") for a in argv):
         argv.append(f"--input={tmp_path}/ok.csv")
-    code = build_features.main(argv + [f"--output={tmp_path}/out", *IN_MEMORY])
+    code = cli.main(argv + [f"--output={tmp_path}/out", *IN_MEMORY])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("build_features: error:") and message in err[0]
@@ -130,7 +130,7 @@ def test_bad_invocations_give_one_line(tmp_path, capsys, argv, message):
 def test_existing_output_needs_overwrite(tmp_path, capsys):
     log = write_log(tmp_path / "e.csv")
     (tmp_path / "out").mkdir()
-    code = build_features.main(["--source=csv", f"--input={log}", f"--output={tmp_path}/out", *IN_MEMORY])
+    code = cli.main(["--source=csv", f"--input={log}", f"--output={tmp_path}/out", *IN_MEMORY])
     assert code == 2 and "--overwrite" in capsys.readouterr().err
 
 
@@ -139,7 +139,7 @@ def test_multi_process_direct_runner_and_kcore(tmp_path):
     item e/f."""
     log = write_log(tmp_path / "events.csv")
     out = tmp_path / "mp"
-    stats = build_features.run(
+    stats = cli.run(
         [
             "--source=csv",
             f"--input={log}",
@@ -169,7 +169,7 @@ def test_parquet_logs_through_the_job(tmp_path):
         raw = tmp_path / f"raw_{fmt}"
         synthetic.generate(synthetic.SyntheticConfig(n_users=40, n_items=60, seed=5, events_per_user=12, format=fmt), raw)
         out = tmp_path / f"out_{fmt}"
-        stats = build_features.run([f"--source={fmt}", f"--input={raw}/events-*.{fmt}", f"--output={out}", *IN_MEMORY])
+        stats = cli.run([f"--source={fmt}", f"--input={raw}/events-*.{fmt}", f"--output={out}", *IN_MEMORY])
         ds = pipeline.DatasetDir(out)
         results[fmt] = (stats["stages"]["events_parsed"], ds.vocab("items"), sorted(
             (ds.vocab("users")[r["user_id"]], tuple(ds.vocab("items")[i] for i in r["item_ids"]))

@@ -78,7 +78,7 @@ def test_every_filter_checks_its_kept_count():
 
 def test_a_runner_that_loses_events_fails_the_job(tmp_path, monkeypatch, capsys):
     """Simulate a runner dropping one event inside the user filter: the job must fail and publish nothing."""
-    from beam_jobs import build_features
+    from beam_jobs import cli
 
     log = tmp_path / "e.csv"
     log.write_text("user_id,item_id,timestamp\n" + "".join(f"u{u},i{(u + j) % 4},{100 * j}\n" for u in range(6) for j in range(6)))
@@ -93,7 +93,7 @@ def test_a_runner_that_loses_events_fails_the_job(tmp_path, monkeypatch, capsys)
     monkeypatch.setattr(cleaning.FilterByKeyCount, "_filter", lossy)
     argv = ["--source=csv", f"--input={log}", f"--output={tmp_path}/out", "--min_user_interactions=2",
             "--min_item_interactions=2", "--kcore_iterations=1", "--direct_running_mode=in_memory"]
-    assert build_features.main(argv) == 2
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "internal check failed, nothing written: Users0 kept 35 events where the counts say 36" in err, err
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.tmp-*"))
@@ -123,9 +123,9 @@ def _small_log(tmp_path):
 
 def test_a_runner_that_loses_records_before_the_encoder_fails_the_job(tmp_path, monkeypatch, capsys):
     """A record lost between the per-user step and the encoder (outside every filter) is caught too."""
-    from beam_jobs import build_features
+    from beam_jobs import cli, encode
 
-    real = build_features.EncodeFn.process
+    real = encode.EncodeFn.process
 
     def lossy(self, element, *args, **kwargs):
         split, rec = element
@@ -133,9 +133,9 @@ def test_a_runner_that_loses_records_before_the_encoder_fails_the_job(tmp_path, 
             return  # as if it never arrived
         yield from real(self, element, *args, **kwargs)
 
-    monkeypatch.setattr(build_features.EncodeFn, "process", lossy)
+    monkeypatch.setattr(encode.EncodeFn, "process", lossy)
     argv = ["--source=csv", f"--input={_small_log(tmp_path)}", f"--output={tmp_path}/out", "--direct_running_mode=in_memory"]
-    assert build_features.main(argv) == 2
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "internal check failed, nothing written: encode kept 17 events where the counts say 18" in err, err
     assert not (tmp_path / "out").exists()
@@ -144,10 +144,10 @@ def test_a_runner_that_loses_records_before_the_encoder_fails_the_job(tmp_path, 
 def test_output_read_back_catches_missing_examples_and_dead_letters(tmp_path, monkeypatch, capsys):
     """The written files are counted again before publishing: a shard or dead-letter row that went missing
     on the way to disk fails the job."""
-    from beam_jobs import build_features, output_checks
+    from beam_jobs import cli, output_checks
 
     argv = ["--source=csv", f"--input={_small_log(tmp_path)}", f"--output={tmp_path}/ok", "--direct_running_mode=in_memory"]
-    stats = build_features.run(argv)
+    stats = cli.run(argv)
     out = tmp_path / "ok"
     assert output_checks.verify_outputs(str(out), {**stats["stages"], **{f"{s}_records": v["records"] for s, v in stats["splits"].items()},
                                                    "vocab_items": stats["num_items"], "vocab_users": stats["num_users"]}) == []
@@ -156,14 +156,14 @@ def test_output_read_back_catches_missing_examples_and_dead_letters(tmp_path, mo
 
     real = output_checks.count_tfrecords
     monkeypatch.setattr(output_checks, "count_tfrecords", lambda path: real(path) - ("/valid/part-00000-" in path))
-    assert build_features.main([*argv[:2], f"--output={tmp_path}/lost"] + argv[3:]) == 2
+    assert cli.main([*argv[:2], f"--output={tmp_path}/lost"] + argv[3:]) == 2
     assert "internal check failed, nothing written: valid shards hold 5 examples where the encoder counted 6" in capsys.readouterr().err
     assert not (tmp_path / "lost").exists()
 
     monkeypatch.setattr(output_checks, "count_tfrecords", real)
     real_lines = output_checks.count_lines
     monkeypatch.setattr(output_checks, "count_lines", lambda path: real_lines(path) - ("dead_letter" in path))
-    assert build_features.main([*argv[:2], f"--output={tmp_path}/lost2"] + argv[3:]) == 2
+    assert cli.main([*argv[:2], f"--output={tmp_path}/lost2"] + argv[3:]) == 2
     assert "dead_letter files hold 0 rows where the reader counted 1" in capsys.readouterr().err
 
 

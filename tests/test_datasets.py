@@ -5,7 +5,7 @@ import json
 import pytest
 
 import tfpps  # noqa: F401
-from beam_jobs import build_features
+from beam_jobs import cli, summary
 from tfpps.data import datasets
 from tfpps.spec import schema
 
@@ -25,8 +25,8 @@ def named(tmp_path, monkeypatch):
         (datasets.Path(out) / schema.DATASET_FILE).write_text(json.dumps({"job_version": schema.JOB_VERSION}))
         return {}
 
-    monkeypatch.setattr(build_features, "run", fake_run)
-    monkeypatch.setattr(build_features, "summary_table", lambda stats: "")
+    monkeypatch.setattr(cli, "run", fake_run)
+    monkeypatch.setattr(summary, "summary_table", lambda stats: "")
     return tmp_path, calls
 
 

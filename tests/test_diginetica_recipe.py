@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from beam_jobs import build_features, cleaning, timelines
+from beam_jobs import cleaning, cli, timelines
 from beam_jobs.sources import get_source
 from tfpps.config import dataset_config_path, load_yaml
 
@@ -72,7 +72,7 @@ def built(tmp_path_factory):
     fixture = tmp / "train-item-views.csv"
     fixture.write_text("sessionId;userId;itemId;timeframe;eventdate\n" + "".join(f"{';'.join(map(str, r))}\n" for r in ROWS))
     out = tmp / "out"
-    stats = build_features.run(recipe_flags(fixture, out))
+    stats = cli.run(recipe_flags(fixture, out))
     return out, stats
 
 
@@ -118,6 +118,6 @@ def test_millisecond_distinct_clicks_are_neither_merged_nor_reordered():
 def test_days_split_keeps_whole_days_only(tmp_path, capsys):
     argv = ["--source=diginetica", f"--input={tmp_path}/x.csv", f"--output={tmp_path}/o", "--split=days"]
     for bad in ("--test_days=0.5", "--test_days=0", "--valid_days=1.5"):
-        assert build_features.main([*argv, bad]) == 2
+        assert cli.main([*argv, bad]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "whole days" in err

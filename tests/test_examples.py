@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from beam_jobs import build_features, examples
+from beam_jobs import cli, examples
 from tfpps.data import pipeline
 from tfpps.spec import schema
 
@@ -120,7 +120,7 @@ def test_amazon_files_to_search_examples(tmp_path):
     meta = tmp_path / "meta_Test.json"
     meta.write_text("\n".join(AMAZON_META) + "\n")
     out = tmp_path / "search"
-    stats = build_features.run([
+    stats = cli.run([
         "--source=amazon", f"--input={reviews}", f"--metadata={meta}", f"--output={out}", "--kind=search",
         "--queries_from=categories", "--test_fraction=0.25", "--valid_fraction=0.25", "--direct_running_mode=in_memory",
     ])

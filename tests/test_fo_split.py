@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from beam_jobs import build_features, timelines
+from beam_jobs import cli, summary, timelines
 from tfpps.data import pipeline
 from tfpps.spec import schema
 
@@ -101,7 +101,7 @@ def fo_dataset(tmp_path_factory):
     log = tmp / "log.csv"
     log.write_text("\n".join(lines) + "\n")
     out = tmp / "ds"
-    stats = build_features.run(
+    stats = cli.run(
         ["--source=csv", f"--input={log}", f"--output={out}", "--split=fo", "--min_rating=4", "--num_shards=1", *IN_MEMORY]
     )
     return out, stats, lines
@@ -133,13 +133,13 @@ def test_beam_job_fo_split_writes_multi_target_records(fo_dataset):
         n["train"], n["valid"], n["test"] = n["train"] + len(train), n["valid"] + len(valid), n["test"] + len(test)
     assert n["train"] + n["valid"] + n["test"] == len(kept)
     assert stats["stages"]["fo_test_interactions"] == n["test"] and stats["stages"]["fo_valid_interactions"] == n["valid"]
-    assert "fo test interactions" in build_features.summary_table(stats)
+    assert "fo test interactions" in summary.summary_table(stats)
 
 
 def test_bad_fo_flags_give_one_line(tmp_path, capsys):
     log = tmp_path / "l.csv"
     log.write_text("user_id,item_id,timestamp\nu,a,1\n")
-    code = build_features.main(["--source=csv", f"--input={log}", f"--output={tmp_path}/o", "--split=fo", "--test_size=1.5"])
+    code = cli.main(["--source=csv", f"--input={log}", f"--output={tmp_path}/o", "--split=fo", "--test_size=1.5"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--test_size" in err and "\n" not in err
 

@@ -1,7 +1,7 @@
 """Property-based fuzzing of the dataset adapters and the Parquet source (hypothesis).
 
 ``tests/test_fuzz_inputs.py`` fuzzes the generic ``csv`` / ``jsonl`` sources; this file does the
-same for the rest of :mod:`beam_jobs.sources`:
+same for the rest of the adapters (:mod:`beam_jobs.sources`):
 
 * ``movielens``: ML-1M ``ratings.dat`` (``::``), ML-100K ``u.data`` (tab, no header), RecBole
   ``.inter`` (``field:type`` header, any column order, extra columns) and ML-20M ``ratings.csv``;
@@ -10,7 +10,7 @@ same for the rest of :mod:`beam_jobs.sources`:
 * ``diginetica``: ``train-item-views.csv`` (anonymous rows -> ``session:<id>`` users,
   ``timestamp = eventdate + timeframe / 1000``, to the millisecond), with and without a userId column;
 * ``amazon``: review lines as JSON (2014 / 2018 / 2023 keys) or Python literals, ``reviewTime``
-  fallback; and the ``meta_*.json`` lines of :func:`beam_jobs.sources.parse_amazon_meta_line`;
+  fallback; and the ``meta_*.json`` lines of :func:`beam_jobs.sources.amazon.parse_amazon_meta_line`;
 * ``tafeng``: Sets2Sets baskets (``timestamp = ORDER_NUMBER * 86400``);
 * ``parquet``: tables of canonical columns (string / integer ids; integer, float, timestamp,
   date or string timestamps; optional rating) whose *values* are adversarial.
@@ -49,7 +49,9 @@ from hypothesis import strategies as st
 
 from beam_jobs.events import MAX_ID_CHARS, MAX_TEXT_CHARS, SourceError
 from beam_jobs.reading import DEAD, MAX_RAW_CHARS, ReadEventsFn, check_files
-from beam_jobs.sources import ANON_USER_PREFIX, CANONICAL_ALIASES, MAX_LINE_CHARS, SECONDS_PER_ORDER
+from beam_jobs.sources.base import CANONICAL_ALIASES, MAX_LINE_CHARS
+from beam_jobs.sources.diginetica import ANON_USER_PREFIX
+from beam_jobs.sources.tafeng import SECONDS_PER_ORDER
 from test_fuzz_inputs import NOW, _bad, _iso, _run_dofn, ids, random_rows, run_job_and_account, timestamps
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

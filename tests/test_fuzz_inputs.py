@@ -42,7 +42,7 @@ from hypothesis import strategies as st
 
 from beam_jobs.events import MAX_ID_CHARS
 from beam_jobs.reading import COUNTS, DEAD, MAX_RAW_CHARS, SOURCE_ERROR_PREFIX, ReadEventsFn
-from beam_jobs.sources import MAX_LINE_CHARS
+from beam_jobs.sources.base import MAX_LINE_CHARS
 
 NOW = int(time.time())
 CSV_HEADER = "user_id,item_id,timestamp,rating"
@@ -363,10 +363,10 @@ def run_job_and_account(source: str, log: Path, out: Path, rows_read: int, good:
     """Run the Beam job on ``log`` and check that its counts add up exactly: every row parsed or
     dead-lettered, with the expected reasons, one dead-letter record per bad row (at its line), and
     every good (user, item) in the vocabularies. Returns ``(stats, dead letters by line, dataset)``."""
-    from beam_jobs import build_features
+    from beam_jobs import cli
     from tfpps.data import pipeline
 
-    stats = build_features.run(
+    stats = cli.run(
         [f"--source={source}", f"--input={log}", f"--output={out}", "--split=loo", "--direct_running_mode=in_memory"]
     )
     st_ = stats["stages"]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from beam_jobs import build_features
+from beam_jobs import cli
 from beam_jobs.events import SourceError
-from beam_jobs.sources import get_source, load_srgnn_pickle
+from beam_jobs.sources import get_source
+from beam_jobs.sources.srgnn import load_srgnn_pickle
 from tfpps.data import pipeline
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
@@ -57,7 +58,7 @@ def sequences(out: Path) -> dict[str, list[tuple[list[str], str | None]]]:
 
 def run(tmp_path: Path, *flags: str, name: str = "out") -> tuple[Path, dict]:
     out = tmp_path / name
-    stats = build_features.run([f"--output={out}", "--split=given", *flags, *IN_MEMORY])
+    stats = cli.run([f"--output={out}", "--split=given", *flags, *IN_MEMORY])
     return out, stats
 
 
@@ -140,7 +141,7 @@ def test_no_valid_input_carves_the_last_training_day_with_one_note(files, capsys
 def test_time_split_without_valid_days_says_validation_is_empty(files, capsys):
     tmp, train, _, _ = files
     capsys.readouterr()
-    build_features.run(["--source=csv", f"--input={train}", f"--output={tmp / 'time'}", "--split=time", *IN_MEMORY])
+    cli.run(["--source=csv", f"--input={train}", f"--output={tmp / 'time'}", "--split=time", *IN_MEMORY])
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and "validation split is empty and early stopping is off" in notes[0]
 
@@ -152,7 +153,7 @@ def test_time_split_without_valid_days_says_validation_is_empty(files, capsys):
     (["--split=loo"], "--input is required"),
 ])
 def test_bad_given_flags_are_one_line(tmp_path, capsys, argv, message):
-    assert build_features.main(["--source=csv", f"--output={tmp_path}/o", *argv, *IN_MEMORY]) == 2
+    assert cli.main(["--source=csv", f"--output={tmp_path}/o", *argv, *IN_MEMORY]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
 
@@ -168,7 +169,7 @@ def test_session_only_csv_keeps_sessions_whole(tmp_path):
     log = tmp_path / "s.csv"
     log.write_text(f"session_id,item_id,timestamp\ns1,a,{T0}\ns1,b,{T0 + 5 * 3600}\ns2,a,{T0 + DAY}\ns2,c,{T0 + DAY + 1}\n")
     out = tmp_path / "out"
-    build_features.run(["--source=csv", f"--input={log}", f"--output={out}", "--split=last_session", *IN_MEMORY])
+    cli.run(["--source=csv", f"--input={log}", f"--output={out}", "--split=last_session", *IN_MEMORY])
     assert sequences(out)["train"] == [(list("ab"), None), (list("ac"), None)]
 
 
@@ -211,7 +212,7 @@ def test_srgnn_records_are_exactly_as_given_and_not_re_expanded(tmp_path, capsys
 def test_srgnn_bad_structure_is_one_line_naming_the_file(tmp_path, capsys, obj, what):
     bad = dump(tmp_path / "bad.txt", obj)
     test = dump(tmp_path / "test.txt", SR_TEST)
-    code = build_features.main(["--source=srgnn", "--split=given", f"--train_input={bad}", f"--test_input={test}",
+    code = cli.main(["--source=srgnn", "--split=given", f"--train_input={bad}", f"--test_input={test}",
                                 f"--output={tmp_path / 'o'}", *IN_MEMORY])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(bad) in err[0] and what in err[0]
@@ -233,7 +234,7 @@ def test_malicious_pickle_is_refused_and_not_run(tmp_path, capsys):
     with pytest.raises(SourceError, match="forbidden class"):
         load_srgnn_pickle(str(evil))
     test = dump(tmp_path / "test.txt", SR_TEST)
-    code = build_features.main(["--source=srgnn", "--split=given", f"--train_input={evil}", f"--test_input={test}",
+    code = cli.main(["--source=srgnn", "--split=given", f"--train_input={evil}", f"--test_input={test}",
                                 f"--output={tmp_path / 'o'}", *IN_MEMORY])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and str(evil) in err[0] and "forbidden class" in err[0]
@@ -257,7 +258,7 @@ def _real(name: str, *files: str) -> Path:
 def _build_config(name: str, out: Path) -> dict:
     from tfpps.data.datasets import job_argv
 
-    return build_features.run(job_argv(name, out, overwrite=False) + IN_MEMORY)
+    return cli.run(job_argv(name, out, overwrite=False) + IN_MEMORY)
 
 
 def test_yoochoose_100k_given_split_has_the_official_10152_test_events(tmp_path):

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from beam_jobs import build_features, examples, hem_qrels
+from beam_jobs import cli, examples
 from beam_jobs.events import BadRow, SourceError
+from beam_jobs.flags import JobError
+from beam_jobs.sources import hem_qrels
 from tfpps.data import pipeline
 from tfpps.spec import schema
 
@@ -65,7 +67,7 @@ def write_reviews(path: Path) -> Path:
 def build(tmp_path: Path, *extra: str, bad_lines: bool = False) -> tuple[dict, Path]:
     root = write_benchmark(tmp_path / "hem", bad_lines=bad_lines)
     out = tmp_path / "out"
-    stats = build_features.run(["--source=hem_qrels", f"--input={root}", f"--output={out}", "--kind=search",
+    stats = cli.run(["--source=hem_qrels", f"--input={root}", f"--output={out}", "--kind=search",
                                 "--valid_fraction=0.5", "--dedup=none", "--num_shards=1", *extra])
     return stats, out
 
@@ -135,7 +137,7 @@ def test_dead_letters_and_one_event_per_purchase(tmp_path):
 def test_missing_file_is_one_line_error(tmp_path, missing, capsys):
     root = write_benchmark(tmp_path / "hem")
     (root / missing).unlink()
-    code = build_features.main(["--source=hem_qrels", f"--input={root}", f"--output={tmp_path / 'out'}", "--kind=search"])
+    code = cli.main(["--source=hem_qrels", f"--input={root}", f"--output={tmp_path / 'out'}", "--kind=search"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and missing in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
@@ -148,8 +150,8 @@ def test_refuses_filters_that_would_change_the_benchmark(tmp_path):
                          (["--kind=search", "--search_split=random"], "official split"),
                          (["--kind=search", "--min_user_interactions=5"], "min_user_interactions"),
                          (["--kind=search", "--test_query_fraction=0.3"], "test_query_fraction")):
-        with pytest.raises(build_features.JobError, match=match):
-            build_features.run(base + extra)
+        with pytest.raises(JobError, match=match):
+            cli.run(base + extra)
 
 
 # ----------------------------------------------------------------------------- split
@@ -219,13 +221,13 @@ def test_item_text_from_training_reviews_only(tmp_path):
 
 def test_reviews_need_the_source_and_the_review_ids(tmp_path):
     reviews = write_reviews(tmp_path / "reviews_5.json.gz")
-    with pytest.raises(build_features.JobError, match="--reviews applies"):
-        build_features.run(["--source=csv", f"--input={reviews}", f"--output={tmp_path / 'o'}", "--kind=search",
+    with pytest.raises(JobError, match="--reviews applies"):
+        cli.run(["--source=csv", f"--input={reviews}", f"--output={tmp_path / 'o'}", "--kind=search",
                             f"--reviews={reviews}"])
     root = write_benchmark(tmp_path / "hem")
     (root / "train_review_id.txt.gz").unlink()
     with pytest.raises(SourceError, match="train_review_id"):
-        build_features.run(["--source=hem_qrels", f"--input={root}", f"--output={tmp_path / 'o'}", "--kind=search",
+        cli.run(["--source=hem_qrels", f"--input={root}", f"--output={tmp_path / 'o'}", "--kind=search",
                             f"--reviews={reviews}"])
 
 
@@ -236,7 +238,7 @@ def test_search_dataset_json_names_its_split(tmp_path):
     log.write_text("\n".join(rows) + "\n")
     for split in ("random", "time"):
         out = tmp_path / split
-        build_features.run(["--source=csv", f"--input={log}", f"--output={out}", "--kind=search", f"--search_split={split}"])
+        cli.run(["--source=csv", f"--input={log}", f"--output={out}", "--kind=search", f"--search_split={split}"])
         meta = json.loads((out / schema.DATASET_FILE).read_text())
         assert meta["split"] == split and meta["eval_targets"] == "multi"
 

@@ -13,9 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
 
-from beam_jobs import build_features
+from beam_jobs import build_features, output_checks, publish, quiet, summary
+from beam_jobs.flags import parse_args
 from tfpps import ownership
 from tfpps.spec import schema
 
@@ -96,24 +98,24 @@ def test_publish_itself_refuses_a_users_directory(tmp_path):
     tmp.mkdir()
     (tmp / schema.DATASET_FILE).write_text("{}")
     with pytest.raises(ownership.NotOurs, match="exists and is not a tfpps dataset"):
-        build_features.publish(str(tmp), str(mine))
+        publish.publish(str(tmp), str(mine))
     assert (mine / "thesis.docx").read_bytes() == USER_BYTES and (tmp / schema.DATASET_FILE).exists()
 
 
 def test_object_store_output_is_replaced_only_when_tfpps_made_it(monkeypatch):
     objects = {"fake://b/mine/report.pdf", "fake://b/ds/dataset.json", "fake://b/marked/.tfpps",
                "fake://b/dead/_PUBLISHING"}
-    monkeypatch.setattr(build_features, "output_exists", lambda out: any(o.startswith(out + "/") for o in objects))
-    monkeypatch.setattr(build_features.FileSystems, "exists", staticmethod(lambda path: path in objects))
+    monkeypatch.setattr(publish, "output_exists", lambda out: any(o.startswith(out + "/") for o in objects))
+    monkeypatch.setattr(publish.FileSystems, "exists", staticmethod(lambda path: path in objects))
     for ours in ("fake://b/ds", "fake://b/marked", "fake://b/dead", "fake://b/new"):
-        build_features.check_replaceable(ours)
+        publish.check_replaceable(ours)
     with pytest.raises(ownership.NotOurs, match=r"^--output=fake://b/mine: exists and is not a tfpps dataset "
                                                 r"\(no dataset\.json, \.tfpps or _PUBLISHING\)"):
-        build_features.check_replaceable("fake://b/mine")
+        publish.check_replaceable("fake://b/mine")
     deleted = []
-    monkeypatch.setattr(build_features, "_delete_remote_tree", deleted.append)
+    monkeypatch.setattr(publish, "_delete_remote_tree", deleted.append)
     with pytest.raises(ownership.NotOurs):
-        build_features.publish("fake://b/.mine.tmp-x", "fake://b/mine")
+        publish.publish("fake://b/.mine.tmp-x", "fake://b/mine")
     assert deleted == []
 
 
@@ -128,9 +130,9 @@ def test_the_dataset_is_marked_and_the_run_is_quiet(tmp_path):
     assert "tfpps dataset summary" in proc.stdout and f"wrote {out}" in proc.stdout
     assert ownership.marked_kind(out) == ownership.DATASET
     assert json.loads((out / ownership.MARKER).read_text()) == json.loads(ownership.marker_text(ownership.DATASET))
-    assert build_features.output_checks.verify_outputs(str(out), {"train_records": 1, "valid_records": 3, "test_records": 3}) == []
+    assert output_checks.verify_outputs(str(out), {"train_records": 1, "valid_records": 3, "test_records": 3}) == []
     (out / schema.DATASET_FILE).unlink()  # the marker alone says tfpps made it
-    build_features.check_replaceable(str(out))
+    publish.check_replaceable(str(out))
     assert not list(tmp_path.glob(".dataset.*"))
 
 
@@ -145,7 +147,7 @@ def test_header_only_input_publishes_nothing(tmp_path, capsys):
 
 
 def _args(*flags: str):
-    return build_features.parse_args(["--source=csv", "--input=x", "--output=y", *flags])[0]
+    return parse_args(["--source=csv", "--input=x", "--output=y", *flags])[0]
 
 
 @pytest.mark.parametrize("flags, stats, expected", [
@@ -179,7 +181,7 @@ def _args(*flags: str):
 ], ids=["all_dead_lettered", "min_rating", "event_types", "kcore", "search_categories", "short_users", "too_short",
         "search_no_train", "fine", "no_train_but_eval"])
 def test_the_stage_that_emptied_the_data_is_named(flags, stats, expected):
-    assert build_features.empty_dataset_reason(stats, _args(*flags), ["a.csv", "b.csv"]) == expected
+    assert summary.empty_dataset_reason(stats, _args(*flags), ["a.csv", "b.csv"]) == expected
 
 
 def test_a_filter_that_removes_every_event_is_named(tmp_path, capsys):
@@ -225,8 +227,8 @@ def test_read_only_disk_at_publish_keeps_the_old_dataset(tmp_path, capsys, monke
     out = tmp_path / "dataset"
     out.mkdir()
     (out / schema.DATASET_FILE).write_text('{"run": "old"}')
-    monkeypatch.setattr(build_features, "build_pipeline", lambda p, *a: p | build_features.beam.Create([]))
-    monkeypatch.setattr(build_features, "empty_dataset_reason", lambda *a: None)
+    monkeypatch.setattr("beam_jobs.cli.build_pipeline", lambda p, *a: p | beam.Create([]))
+    monkeypatch.setattr("beam_jobs.cli.empty_dataset_reason", lambda *a: None)
     real_replace = os.replace
 
     def replace(src, dst):
@@ -271,12 +273,12 @@ def test_write_error_is_found_inside_beams_wrappers():
         except OSError:
             raise RuntimeError("step failed")  # noqa: B904 - Beam re-raises without a cause
     except RuntimeError as exc:
-        assert build_features.write_error(exc) is disk_full
+        assert publish.write_error(exc) is disk_full
     text = RuntimeError("OSError: [Errno 122] Disk quota exceeded: '/x/part' [while running 'Write']")
-    assert build_features.write_error(text).errno == errno.EDQUOT
-    assert build_features.write_error(text).strerror == "Disk quota exceeded"
-    assert build_features.write_error(ValueError("bad value")) is None
-    assert build_features.write_error(OSError(errno.ENOENT, "No such file")) is None  # not a refused write
+    assert publish.write_error(text).errno == errno.EDQUOT
+    assert publish.write_error(text).strerror == "Disk quota exceeded"
+    assert publish.write_error(ValueError("bad value")) is None
+    assert publish.write_error(OSError(errno.ENOENT, "No such file")) is None  # not a refused write
 
 
 # ------------------------------------------------------------------------------------ 4. unknown flags
@@ -309,7 +311,7 @@ def test_a_runner_that_cannot_run_the_job_is_refused_in_one_line(tmp_path, capsy
 
 
 def test_beam_options_are_still_accepted():
-    args, beam_args = build_features.parse_args([
+    args, beam_args = parse_args([
         "--source=csv", "--input=x", "--output=y", "--runner", "DirectRunner", "--direct_num_workers=2",
         "--temp_location", "/tmp", "--save_main_session", "--experiments=a", "--verbose"])
     assert args.verbose and "--save_main_session" in beam_args and "--direct_num_workers=2" in beam_args
@@ -320,12 +322,12 @@ def test_beam_logs_are_quiet_by_default_and_verbose_shows_them():
     beam_log = logging.getLogger("apache_beam.io.tfrecordio")
     root_record = logging.LogRecord("root", logging.WARNING, "/x/apache_beam/io/gcp/y.py", 1, "apitools not found", (), None)
     try:
-        build_features.quiet_beam_logging(verbose=False)
+        quiet.quiet_beam_logging(verbose=False)
         assert not beam_log.isEnabledFor(logging.WARNING) and beam_log.isEnabledFor(logging.ERROR)
         assert not logging.getLogger().filter(root_record)
-        build_features.quiet_beam_logging(verbose=True)
+        quiet.quiet_beam_logging(verbose=True)
         assert beam_log.isEnabledFor(logging.WARNING) and logging.getLogger().filter(root_record)
     finally:
-        build_features.quiet_beam_logging(verbose=False)
+        quiet.quiet_beam_logging(verbose=False)
     ours = logging.LogRecord("tfpps", logging.WARNING, "/x/tfpps/train.py", 1, "ours", (), None)
     assert logging.getLogger().filter(ours)  # only Beam's own messages are hidden

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 import tfpps.config as config
-from beam_jobs import build_features
+from beam_jobs import cli, publish, summary
+from beam_jobs.flags import JobError
 from tfpps import ownership
 from tfpps.cli import build as data_build
 from tfpps.data import datasets
@@ -42,16 +43,16 @@ def toy(tmp_path, monkeypatch):
         out = Path(next(a.split("=", 1)[1] for a in argv if a.startswith("--output=")))
         calls.append(argv)
         if out.exists() and "--overwrite" not in argv:
-            raise build_features.JobError(f"--output={out}: already exists (pass --overwrite to replace it)")
+            raise JobError(f"--output={out}: already exists (pass --overwrite to replace it)")
         tmp = out.parent / f".{out.name}.building"
         tmp.mkdir()
         write_tiny_dataset(tmp)
         ownership.mark(tmp, ownership.DATASET)
-        build_features.publish(str(tmp), str(out))
+        publish.publish(str(tmp), str(out))
         return {}
 
-    monkeypatch.setattr(build_features, "run", fake_run)
-    monkeypatch.setattr(build_features, "summary_table", lambda stats: "")
+    monkeypatch.setattr(cli, "run", fake_run)
+    monkeypatch.setattr(summary, "summary_table", lambda stats: "")
     return tmp_path, calls
 
 

@@ -17,7 +17,7 @@ import zlib
 import apache_beam as beam
 import pytest
 
-from beam_jobs import build_features
+from beam_jobs import cli
 from beam_jobs.events import SourceError
 from beam_jobs.reading import (
     CHUNK_BYTES,
@@ -60,7 +60,7 @@ def text(sep: str = "\n", delimiter: str = ",") -> str:
 
 def run_job(tmp_path, path, source="csv", extra=()):
     out = tmp_path / "dataset"
-    stats = build_features.run([f"--source={source}", f"--input={path}", f"--output={out}", "--split=loo", *IN_MEMORY, *extra])
+    stats = cli.run([f"--source={source}", f"--input={path}", f"--output={out}", "--split=loo", *IN_MEMORY, *extra])
     on_disk = json.loads((out / "stats.json").read_text())
     assert on_disk["stages"] == stats["stages"]
     dead = [json.loads(l) for p in sorted((out / "dead_letter").glob("*.jsonl")) for l in p.read_text().splitlines()]
@@ -81,7 +81,7 @@ def check_counts(stats, dead, ds, path, hand=HAND_COUNT, dead_at=DEAD_AT, items=
 def one_line_error(tmp_path, capsys, path, source="csv"):
     """Run the job through ``main``; it must exit 2 with exactly one stderr line naming ``path``."""
     out = tmp_path / "out"
-    code = build_features.main([f"--source={source}", f"--input={path}", f"--output={out}", *IN_MEMORY])
+    code = cli.main([f"--source={source}", f"--input={path}", f"--output={out}", *IN_MEMORY])
     err = capsys.readouterr().err.splitlines()
     assert code == 2
     assert len(err) == 1, err
@@ -283,7 +283,7 @@ def test_rows_read_identity_in_stats_json(tmp_path, capsys):
     path = tmp_path / "events.csv"
     path.write_bytes((text() + HEADER + "\n\n\nu4,a,4000,1\nu4,a,-5,1\n").encode())  # a repeated header, 2 blanks
     out = tmp_path / "dataset"
-    assert build_features.main(["--source=csv", f"--input={path}", f"--output={out}", *IN_MEMORY]) == 0
+    assert cli.main(["--source=csv", f"--input={path}", f"--output={out}", *IN_MEMORY]) == 0
     st = json.loads((out / "stats.json").read_text())["stages"]
     assert (st["rows_read"], st["events_parsed"], st["rows_dead_lettered"], st["rows_blank"], st["rows_header"]) == (17, 9, 3, 3, 2)
     assert st["rows_read"] == st["events_parsed"] + st["rows_dead_lettered"] + st["rows_blank"] + st["rows_header"]

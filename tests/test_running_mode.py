@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
 
-from beam_jobs.build_features import pipeline_options
+from beam_jobs.flags import pipeline_options
 
 
 def _direct(opts) -> DirectOptions:
@@ -30,7 +30,7 @@ def test_explicit_multi_processing_is_kept_with_a_warning(capsys):
 
 
 def test_explicit_multi_processing_without_workers_uses_all_cores(capsys, monkeypatch):
-    import beam_jobs.build_features as bf
+    import beam_jobs.flags as bf
 
     monkeypatch.setattr(bf.os, "cpu_count", lambda: 3)
     opts = pipeline_options(["--direct_running_mode", "multi_processing"])

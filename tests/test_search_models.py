@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from beam_jobs import build_features
+from beam_jobs import cli
 from tfpps import registry
 from tfpps.config import ConfigError, build_run_config
 from tfpps.data import pipeline, synthetic
@@ -109,7 +109,7 @@ def search_dataset(tmp_path_factory):
     synthetic.generate(synthetic.SyntheticConfig(n_users=150, n_items=200, n_categories=10, seed=5,
                                                  events_per_user=40, purchase_rate=0.4), raw)
     out = tmp / "dataset"
-    build_features.run([
+    cli.run([
         "--source=csv", f"--input={raw}/events-*.csv", f"--metadata={raw}/items.jsonl", f"--output={out}",
         "--kind=search", "--search_split=random", "--test_query_fraction=0.3",
         "--min_user_interactions=5", "--min_item_interactions=3", "--direct_running_mode=in_memory",

@@ -27,16 +27,10 @@ from beam_jobs.events import (
     parse_timestamp,
     validate_event,
 )
-from beam_jobs.sources import (
-    known_sources,
-    ParquetState,
-    TextState,
-    decode_line,
-    get_source,
-    iter_text_file,
-    parse_amazon_meta_line,
-    parse_movielens_item_line,
-)
+from beam_jobs.sources import get_source, known_sources
+from beam_jobs.sources.amazon import parse_amazon_meta_line
+from beam_jobs.sources.base import ParquetState, TextState, decode_line, iter_text_file
+from beam_jobs.sources.movielens import parse_movielens_item_line
 
 TS_2014_04_07_105109 = 1396867869  # 2014-04-07T10:51:09Z
 TS_2016_05_09 = 1462752000  # 2016-05-09T00:00:00Z

@@ -95,13 +95,13 @@ def test_same_timestamp_events_keep_log_order():
 def test_leave_one_out_holds_out_the_last_tied_event_of_the_log(tmp_path):
     """End to end: the test target is the user's last event in file order among same-second events."""
     import tfpps  # noqa: F401
-    from beam_jobs import build_features
+    from beam_jobs import cli
     from tfpps.data import pipeline
 
     rows = [f"u{u},i{j},{100 * (j // 3)},{5 - j % 2}" for u in range(3) for j in (8, 3, 5, 1, 0, 7, 2)]
     log = tmp_path / "ties.csv"
     log.write_text("user_id,item_id,timestamp,rating\n" + "\n".join(rows) + "\n")
-    build_features.run(["--source=csv", f"--input={log}", f"--output={tmp_path}/out", "--split=loo",
+    cli.run(["--source=csv", f"--input={log}", f"--output={tmp_path}/out", "--split=loo",
                         "--direct_running_mode=in_memory"])
     ds = pipeline.DatasetDir(tmp_path / "out")
     items = ds.vocab("items")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from beam_jobs import build_features
+from beam_jobs import cli
 from tfpps.config import build_run_config
 from tfpps.data import synthetic
 from tfpps.runs.trainer import train
@@ -23,7 +23,7 @@ def small_dataset(tmp_path_factory):
     raw = tmp / "raw"
     synthetic.generate(synthetic.SyntheticConfig(n_users=200, n_items=300, seed=3, events_per_user=40), raw)
     out = tmp / "dataset"
-    build_features.run(
+    cli.run(
         ["--source=csv", f"--input={raw}/events-*.csv", f"--output={out}", "--split=loo",
          "--min_user_interactions=5", "--min_item_interactions=3", "--direct_running_mode=in_memory"]
     )

@@ -115,7 +115,7 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
                 write_amazon_format(raw_dir, raw_dir / "amazon")
         elif build.get("raw_format") not in (None, "csv"):
             raise ConfigError(f"datasets/{name}.yaml: build.raw_format={build['raw_format']!r}; expected csv or amazon")
-    from beam_jobs import build_features
+    from beam_jobs import cli, summary
 
     # replace only a tfpps dataset; an empty directory is removed (nothing is lost) so the job can publish there
     overwrite = os.path.lexists(out) and ownership.is_owned(out, ownership.DATASET)
@@ -128,7 +128,7 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
     argv = job_argv(name, out, raw_dir, beam_args, overwrite=overwrite)
     if not quiet:
         print(f"building dataset {name!r}: python -m beam_jobs.build_features {' '.join(argv)}", flush=True)
-    stats = build_features.run(argv)
+    stats = cli.run(argv)
     if not quiet:
-        print(build_features.summary_table(stats), flush=True)
+        print(summary.summary_table(stats), flush=True)
     return out

@@ -40,7 +40,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from beam_jobs.events import LOG_POSITION, BadRow, Event, SourceError, short_repr
-from beam_jobs.sources import SOURCES, SourceAdapter, SplitEvent
+from beam_jobs.sources.base import SourceAdapter, SplitEvent
 
 SOURCE_NAME = "hem_qrels"
 QUERY_FILE = "query_text.txt.gz"
@@ -293,5 +293,3 @@ class TrainingReviewText(beam.PTransform):
             | "ReviewWords" >> beam.Map(lambda kv: (kv[0], capped_words(" ".join(t for _, t in sorted(kv[1])))))
         )
 
-
-SOURCES.setdefault(SOURCE_NAME, HemQrelsSource())  # registered wherever this module is imported first
