@@ -53,6 +53,45 @@ def test_streams_reproduce_the_prefix_examples():
     assert [t.tolist() for t in targets] == [[6, 7], [8], [4], [3]]
 
 
+def srgnn_prefix_fixture(seed=3, sessions=40, num_items=30):
+    """Test records as SR-GNN/NARM give them: every prefix of a session is a (history, target) record; some
+    histories repeat across sessions, and some are longer than max_len."""
+    rng = np.random.default_rng(seed)
+    seqs, targets = [], []
+    for s in range(sessions):
+        session = rng.integers(2, num_items, size=int(rng.choice([2, 3, 4, 6, 15]))).tolist()
+        if s % 5 == 0:
+            session[0] = 2  # shared first clicks: identical short histories in several sessions
+        for k in range(1, len(session)):
+            seqs.append(session[:k])
+            targets.append(session[k])
+    return EvalData(seqs, num_items, targets), sessions
+
+
+def test_prefix_records_are_streamed_once_per_session():
+    """Records whose history extends another record's are scored on one run (a session is run once, not
+    once per prefix), with the prefix evaluation's metrics; histories longer than max_len keep their window."""
+    data, sessions = srgnn_prefix_fixture()
+    params = GRU4RecConfig(n_sample=0, layers=[10])
+    run = make_run(params, batch_size=4)
+    run.data.max_len = 8
+    run.eval.batch_size = 16
+    run.eval.ks = [1, 5, 10]
+    model = GRU4Rec(params, data.info(), run)
+    model.By.assign(tf.random.stateless_normal(model.By.shape, seed=[7, 8]))
+    items, targets = eager.read_records(data, "test")
+    seqs, points, _ = eager.build_streams(items, targets, run.data.max_len)
+    long_records = sum(len(h) > run.data.max_len for h in items)
+    assert sum(len(p) for p in points) == len(items) > 3 * sessions  # every record scored exactly once
+    assert len(seqs) <= sessions + long_records  # at most one run per session, plus the cut windows
+    want = evaluator.evaluate(model.score_items, eval_batches(data, "test", run), ks=run.eval.ks, ties="standard",
+                              num_items=data.num_items, progress=False)
+    got = eager.evaluate_eagerly(model, data, "test", run, ks=run.eval.ks)
+    assert got["num_examples"] == want["num_examples"] == len(items)
+    for name in want:
+        assert got[name] == pytest.approx(want[name], abs=1e-6), name
+
+
 @pytest.mark.parametrize("ties", ["standard", "conservative"])
 def test_rank_rows_ranks_as_the_evaluator(ties):
     rng = np.random.default_rng(0)

@@ -76,16 +76,29 @@ def build_streams(items: Sequence[np.ndarray], targets: np.ndarray, max_len: int
     ``points[s]`` the numbers of items ``e`` after which the state is scored (``e = 0``: the zero state)
     and ``point_targets[s]`` their targets.
 
+    Given (history, target) records (``target > 0``, the SR-GNN/NARM test layout, where a session of
+    ``n`` clicks is ``n - 1`` records) are streamed like whole sessions: a record whose history is a
+    prefix of another record's history (``len <= max_len``) is scored on that record's run at its own
+    length, so each session is run once, not once per prefix (the state after a history does not
+    depend on what follows it). Identical histories share one scoring point each.
+
     Example:
       >>> seqs, pts, tgt = build_streams([np.array([5, 6, 7, 8])], np.array([0]), max_len=2)
       >>> [s.tolist() for s in seqs], [p.tolist() for p in pts], [t.tolist() for t in tgt]
       ([[5, 6], [6, 7]], [[1, 2], [2]], [[6, 7], [8]])
+      >>> seqs, pts, tgt = build_streams([np.array([1, 2]), np.array([1]), np.array([3])], np.array([4, 2, 9]), max_len=5)
+      >>> [s.tolist() for s in seqs], [p.tolist() for p in pts], [t.tolist() for t in tgt]
+      ([[1, 2], [3]], [[2, 1], [1]], [[4, 2], [9]])
     """
     m = int(max_len)
-    sequences, points, point_targets = [], [], []
-    for hist, target in zip(items, targets):
+    runs: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (first record, sequence, points, targets)
+    given: dict[tuple, list[tuple[int, int]]] = {}  # history (len <= m) of given-target records -> (record, target)
+    for r, (hist, target) in enumerate(zip(items, targets)):
         hist = np.asarray(hist, np.int64)
         if target > 0:
+            if 0 < len(hist) <= m:
+                given.setdefault(tuple(hist.tolist()), []).append((r, int(target)))
+                continue
             full = np.append(hist, target)
             ends = np.array([len(hist)], np.int64)
         else:
@@ -93,14 +106,25 @@ def build_streams(items: Sequence[np.ndarray], targets: np.ndarray, max_len: int
             ends = np.arange(1, max(len(hist), 1), dtype=np.int64)
         main = ends[ends <= m]
         if len(main):
-            sequences.append(full[: int(main.max())])
-            points.append(main)
-            point_targets.append(full[main])
+            runs.append((r, full[: int(main.max())], main, full[main]))
         for e in ends[ends > m]:
-            sequences.append(full[e - m : e])
-            points.append(np.array([m], np.int64))
-            point_targets.append(full[[e]])
-    return sequences, points, point_targets
+            runs.append((r, full[e - m : e], np.array([m], np.int64), full[[e]]))
+    covered: set[tuple] = set()
+    for hist in sorted(given, key=len, reverse=True):  # longest first: every prefix finds the run that covers it
+        if hist in covered:
+            continue
+        first, ends, wanted = len(items), [], []
+        for k in range(len(hist), 0, -1):
+            prefix = hist[:k]
+            if prefix in given and prefix not in covered:
+                covered.add(prefix)
+                for r, target in given[prefix]:
+                    first = min(first, r)
+                    ends.append(k)
+                    wanted.append(target)
+        runs.append((first, np.array(hist, np.int64), np.array(ends, np.int64), np.array(wanted, np.int64)))
+    runs.sort(key=lambda run: run[0])  # stable: in record order, as the records came
+    return [run[1] for run in runs], [run[2] for run in runs], [run[3] for run in runs]
 
 
 def rank_rows(states: tf.Tensor, targets: np.ndarray, weights: tf.Tensor, bias: tf.Tensor,
