@@ -23,10 +23,10 @@ from benchmarks.compare_recbole import RECBOLE_DIR, RECBOLE_PY
 
 def tfpps_targets(dataset: str) -> dict:
     import tfpps  # noqa: F401
-    from tfpps.data import pipeline
+    from tfpps.data.dataset_dir import DatasetDir
     from tfpps.data.datasets import ensure_dataset
 
-    ds = pipeline.DatasetDir(ensure_dataset(dataset))
+    ds = DatasetDir(ensure_dataset(dataset))
     items, users = ds.vocab("items"), ds.vocab("users")
     out: dict = {}
     for split in ("valid", "test"):

@@ -11,7 +11,7 @@ import pytest
 
 from beam_jobs import build_features
 from tfpps.config import build_run_config
-from tfpps.data import synthetic
+from tfpps import synthetic
 from tfpps.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -35,7 +35,7 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from tfpps.data.info import DatasetInfo  # noqa: F401  (models import it from here too)
+from tfpps.data.dataset_dir import DatasetInfo  # noqa: F401  (models import it from here too)
 
 
 DEFAULT_SEED = 42  # the default of ``train.seed`` (tfpps.config.TrainConfig)

@@ -80,7 +80,7 @@ import tensorflow as tf
 from tfpps import registry
 from tfpps.models.base import NonNeuralModel
 from tfpps.config import ConfigError
-from tfpps.data import search as search_data
+from tfpps.data.examples import search as search_data
 from tfpps.spec.schema import FIRST_ID
 
 

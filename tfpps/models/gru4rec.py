@@ -132,8 +132,9 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, probability
-from tfpps.data import session_parallel
-from tfpps.data.pipeline import concat_rows, finish, prefix_examples
+from tfpps.data.examples import session_parallel
+from tfpps.data.examples.prefix import prefix_examples
+from tfpps.data.pipeline import concat_rows, finish
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.reset_after_gru import ResetAfterGRUCell
 from tfpps.layers.samplers import PopularitySampler
@@ -190,7 +191,7 @@ def _train_section(run: Any) -> Any:
 
 def _count_prefix_examples(data: Any) -> int:
     """Number of (prefix -> next item) examples of the training split (cached), so Keras knows the epoch size."""
-    from tfpps.data.pipeline import cached
+    from tfpps.data.dataset_dir import cached
 
     def count() -> int:
         sizes = data.records("train").map(lambda r: tf.maximum(tf.size(r["item_ids"], out_type=tf.int64) - 1, 0))

@@ -68,7 +68,7 @@ import tensorflow as tf
 
 from tfpps.config import non_negative, positive
 from tfpps.spec.schema import PAD_ID
-from tfpps.data.triplets import subsample_history
+from tfpps.data.examples.triplets import subsample_history
 from tfpps.layers.relation_memory import RelationMemory
 from tfpps.models.metric_learning import MetricLearningConfig, MetricLearningModel
 from tfpps.registry import register

@@ -113,7 +113,8 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, positive, probability
-from tfpps.data.pipeline import cached, finish, training_records
+from tfpps.data.dataset_dir import cached
+from tfpps.data.pipeline import finish, training_records
 from tfpps.spec.schema import BASKET, FIRST_ID, PAD_ID
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.registry import register

@@ -96,8 +96,9 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, probability
-from tfpps.data import user_parallel
-from tfpps.data.pipeline import cached, finish
+from tfpps.data.dataset_dir import cached
+from tfpps.data.examples import user_parallel
+from tfpps.data.pipeline import finish
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.samplers import PopularitySampler
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of

@@ -31,8 +31,8 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import REPO_ROOT, ConfigError, non_negative, positive
-from tfpps.data.pipeline import cached
-from tfpps.data.triplets import UserItems, triplet_dataset
+from tfpps.data.dataset_dir import cached
+from tfpps.data.examples.triplets import UserItems, triplet_dataset
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.tasks.hinge import hinge_loss
 

@@ -97,7 +97,9 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import choice, positive, probability
-from tfpps.data.pipeline import cached, finish, training_records
+from tfpps.data.dataset_dir import cached
+from tfpps.data.examples.prefix import prefix_examples
+from tfpps.data.pipeline import finish, training_records
 from tfpps.spec.schema import FIRST_ID
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.registry import register
@@ -257,7 +259,7 @@ class NARM(SequentialModel):
         left out of that epoch.
         """
         records = training_records(data, run, epoch_seed, input_context=input_context)
-        ds = narm_prefix_examples(records, run.data.max_len, params.truncate)
+        ds = prefix_examples(records, run.data.max_len, truncate=params.truncate)
         ds = ds.filter(lambda ex: ex["target_item"] >= FIRST_ID)
         if run.data.shuffle_buffer > 0:
             ds = ds.shuffle(run.data.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)

@@ -55,8 +55,9 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.config import ConfigError
-from tfpps.data import search as search_data
-from tfpps.data.pipeline import DatasetDir, batch_padded, finish, training_records
+from tfpps.data.dataset_dir import DatasetDir
+from tfpps.data.examples import search as search_data
+from tfpps.data.pipeline import batch_padded, finish, training_records
 from tfpps.spec.schema import FIRST_ID
 from tfpps.layers.query_encoder import QUERY_ENCODERS, QUERY_PADDING, QueryEncoder
 from tfpps.models.base import SequentialModel

@@ -55,6 +55,9 @@ from tfpps.errors import first_line
 from tfpps import ownership, registry
 from tfpps.config import REPO_ROOT, ConfigError, RunConfig, run_config_from_dict
 from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir, DatasetError, cached
+from tfpps.data.examples.basket import basket_eval_examples
+from tfpps.data.examples.prefix import eval_examples
 from tfpps.data.datasets import ensure_dataset, resolve_path, target_dir
 from tfpps.evaluation import evaluator
 from tfpps.runs.run_dir import BEST_WEIGHTS, METRICS, RunDir  # noqa: F401  (BEST_WEIGHTS: re-exported)
@@ -66,14 +69,14 @@ def default_run_dir(run: RunConfig) -> Path:
     return REPO_ROOT / "runs" / f"{run.model}-{run.data.dataset}"
 
 
-def open_dataset(run: RunConfig, flag: str = "data.dir") -> pipeline.DatasetDir:
+def open_dataset(run: RunConfig, flag: str = "data.dir") -> DatasetDir:
     """The run's dataset, built first if it is a named dataset that does not exist yet (never over a
     directory that is not a tfpps dataset; ``flag``: how the user gave ``data.dir``, for that message)."""
     path = ensure_dataset(run.data.dataset, run.data.dir, flag=flag)
     run.data.dir = str(path)
-    data = pipeline.DatasetDir(path)
+    data = DatasetDir(path)
     if data.meta.get("counts", {}).get("train", 1) == 0:
-        raise pipeline.DatasetError(f"{path}: no training records (see its stats.json); nothing to train on")
+        raise DatasetError(f"{path}: no training records (see its stats.json); nothing to train on")
     return data
 
 
@@ -82,22 +85,22 @@ def load_best_weights(model, run_dir: Path) -> None:
     RunDir(run_dir).load_best_weights(model)
 
 
-def eval_batches(data: pipeline.DatasetDir, split: str, run: RunConfig) -> tf.data.Dataset:
+def eval_batches(data: DatasetDir, split: str, run: RunConfig) -> tf.data.Dataset:
     records = data.records(split, num_parallel_reads=run.data.num_parallel_reads)
     if data.kind == "search":  # one example per held-out (user, query); training purchases masked
-        from tfpps.data import search
+        from tfpps.data.examples import search
 
         return pipeline.batch_padded(search.eval_examples(records, run.data.max_len), run.eval.batch_size)
     if data.info().kind == "basket":
-        examples = pipeline.basket_eval_examples(records, run.data.max_len, with_seen=run.eval.mask_history)
+        examples = basket_eval_examples(records, run.data.max_len, with_seen=run.eval.mask_history)
         return pipeline.batch_padded(examples, run.eval.batch_size)
-    examples = pipeline.eval_examples(
+    examples = eval_examples(
         records, run.data.max_len, with_seen=run.eval.mask_history, multi_target=data.multi_target
     )
     return pipeline.batch_padded(examples, run.eval.batch_size)
 
 
-def build_model(run: RunConfig, data: pipeline.DatasetDir):
+def build_model(run: RunConfig, data: DatasetDir):
     entry = registry.get(run.model)
     return entry.model_cls(run.model_params, data.info(), run)
 
@@ -152,7 +155,7 @@ class SampledRows:
             yield pipeline.concat_rows(pending)
 
 
-def evaluate_split(model, data: pipeline.DatasetDir, split: str, run: RunConfig, progress: bool = False,
+def evaluate_split(model, data: DatasetDir, split: str, run: RunConfig, progress: bool = False,
                    sample: int = 0) -> dict:
     """Full-ranking metrics of ``model`` on ``split``. A model with ``evaluate_eagerly(data, split, run, ks, ties)``
     (GRU4Rec) computes them itself when it can (``None``: it cannot). A model with its own ``eval_dataset(data, split, run)``
@@ -171,7 +174,7 @@ def evaluate_split(model, data: pipeline.DatasetDir, split: str, run: RunConfig,
     if batches is None:
         batches = eval_batches(data, split, run)
     if sample > 0:
-        total = pipeline.cached(data, ("eval_rows", split, type(model).__name__, run.data.max_len), lambda: count_rows(batches))
+        total = cached(data, ("eval_rows", split, type(model).__name__, run.data.max_len), lambda: count_rows(batches))
         positions = sample_positions(total, sample, run.train.seed)
         if positions is not None:
             batches = SampledRows(batches, positions, run.eval.batch_size)
@@ -204,7 +207,7 @@ class ValidationCallback(tf.keras.callbacks.Callback):
     :mod:`tfpps.training.distribute`).
     """
 
-    def __init__(self, run: RunConfig, data: pipeline.DatasetDir, run_dir: Path, sync=None):
+    def __init__(self, run: RunConfig, data: DatasetDir, run_dir: Path, sync=None):
         super().__init__()
         self.run, self.data, self.run_dir = run, data, run_dir
         self.sync = sync
@@ -318,7 +321,7 @@ class _EpochRecorder(tf.keras.callbacks.Callback):
         v._save_state()
 
 
-def total_training_steps(run: RunConfig, data: pipeline.DatasetDir) -> int | None:
+def total_training_steps(run: RunConfig, data: DatasetDir) -> int | None:
     """Steps of the whole run, for ``train.lr_decay: linear`` (None when no schedule needs it): the model
     class's ``steps_per_epoch(params, data, run)`` if it has one, else ceil(training records / batch size)."""
     if run.train.lr_decay == "none":
@@ -560,7 +563,7 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
     return result
 
 
-def with_known_cardinality(ds, run: RunConfig, data: pipeline.DatasetDir):
+def with_known_cardinality(ds, run: RunConfig, data: DatasetDir):
     """``ds`` with its number of batches declared, which ``fit`` needs with ``steps_per_execution > 1``.
 
     A model whose input pipeline does not declare it (a ``flat_map`` of examples, say) has its first
@@ -571,11 +574,11 @@ def with_known_cardinality(ds, run: RunConfig, data: pipeline.DatasetDir):
     if run.train.steps_per_execution <= 1 or int(ds.cardinality()) != int(tf.data.UNKNOWN_CARDINALITY):
         return ds
     key = ("train_batches", json.dumps(run.to_dict(), sort_keys=True, default=str))
-    batches = pipeline.cached(data, key, lambda: int(ds.reduce(np.int64(0), lambda n, _: n + 1)))
+    batches = cached(data, key, lambda: int(ds.reduce(np.int64(0), lambda n, _: n + 1)))
     return ds.apply(tf.data.experimental.assert_cardinality(batches))
 
 
-def fit_epochs(model, run: RunConfig, data: pipeline.DatasetDir, strategy, sync, run_dir: Path, out_dir: Path,
+def fit_epochs(model, run: RunConfig, data: DatasetDir, strategy, sync, run_dir: Path, out_dir: Path,
                init_weights: str | None = None) -> dict:
     """``model.fit``, one call per epoch, each epoch's data from (train.seed, epoch); returns the validation state.
 

@@ -1,0 +1,1 @@
+"""Example builders that models use, one module per model family."""
