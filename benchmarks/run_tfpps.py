@@ -4,7 +4,7 @@
 
 Used by the comparison benchmarks so each model is measured in its own process. With
 ``TFPPS_BENCH_THREADS=N`` in the environment, TensorFlow runs N intra-op threads and 1 inter-op
-thread (to match a reference that runs with N threads).
+thread, and NumPy's BLAS N threads (to match a reference that runs with N threads).
 """
 from __future__ import annotations
 
@@ -19,9 +19,12 @@ def main() -> int:
     argv = sys.argv[1:]
     out = argv[argv.index("--out") + 1]
     train_argv = argv[argv.index("--") + 1 :]
+    threads = int(os.environ.get("TFPPS_BENCH_THREADS", "0") or 0)
+    if threads > 0:  # NumPy's BLAS too (GRU4Rec's evaluation runs in NumPy): set before NumPy is imported
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
     from tfpps.cli import train as train_cli
 
-    threads = int(os.environ.get("TFPPS_BENCH_THREADS", "0") or 0)
     if threads > 0:
         import tensorflow as tf
 

@@ -96,7 +96,7 @@ def tiny_run(model: str, base: Path, trained: bool | None = None) -> Path:
 
             train(run, fresh=True)
         else:
-            from tfpps.data.pipeline import DatasetDir
+            from tfpps.data.dataset_dir import DatasetDir
             from tfpps.serving.requests import Request, encode_requests
             from tfpps.serving.vocab import Vocabulary
             from tfpps.runs import trainer

@@ -23,7 +23,8 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs import cli, publish
 import tensorflow as tf
 
-from tfpps.data import pipeline, synthetic
+from tfpps import synthetic
+from tfpps.data.dataset_dir import DatasetDir, DatasetError
 from tfpps.spec import schema
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def scratch_dirs(out: Path) -> list[Path]:
 
 def snapshot(out: Path) -> dict:
     """Everything a reader sees: the file list with contents (gzip shards decoded to sorted records)."""
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     records = {s: sorted(r.numpy() for f in ds.files(s) for r in tf.data.TFRecordDataset(f, "GZIP"))
                for s in schema.SPLITS}
     vocab = {name: (out / schema.VOCAB_DIR / schema.VOCAB_FILES[name]).read_text() for name in ("items", "users")}
@@ -111,8 +112,8 @@ def test_killed_run_leaves_nothing_and_rerun_is_complete(reference):
     partial = finished_files(tmp_dir)
     assert partial and schema.DATASET_FILE not in partial  # killed with part of the dataset written...
     assert not out.exists()  # ...none of which is where readers look
-    with pytest.raises(pipeline.DatasetError):
-        pipeline.DatasetDir(out)
+    with pytest.raises(DatasetError):
+        DatasetDir(out)
     assert scratch_dirs(out) == [tmp_dir]  # the killed run's temp dir, hidden
 
     stats = cli.run(job_argv(raw, out))  # re-run, no --overwrite needed

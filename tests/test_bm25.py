@@ -116,7 +116,7 @@ def test_bm25_beats_popularity_on_synthetic_search_data(search_dataset, tmp_path
 
 
 def test_bm25_exports_and_serves_a_query_like_the_run(search_dataset, tmp_path):  # noqa: F811
-    from tfpps.data import pipeline
+    from tfpps.data.dataset_dir import DatasetDir
     from tfpps.serving.export import export_run
     from tfpps.serving.exported import ExportedRecommender
     from tfpps.serving.requests import Request
@@ -124,7 +124,7 @@ def test_bm25_exports_and_serves_a_query_like_the_run(search_dataset, tmp_path):
 
     run_dir = train(_run("bm25", search_dataset, tmp_path), fresh=True)["run_dir"]
     export_run(run_dir, tmp_path / "export", k=10, log=lambda _: None)
-    data = pipeline.DatasetDir(search_dataset)
+    data = DatasetDir(search_dataset)
     rec = next(r for r in data.records("test").as_numpy_iterator())
     query = " ".join(data.vocab("words")[w] for w in rec["query_word_ids"])
     history = [data.vocab("items")[i] for i in rec["history_item_ids"]]

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from beam_jobs import cli
-from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir
 from tfpps.spec import schema
 
 HEADER = "user_id,item_id,timestamp,rating\n"
@@ -57,7 +57,7 @@ def test_every_row_is_accounted_for(built):
 
 def test_splits_vocab_and_tfrecords_round_trip(built):
     out, stats = built
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     assert ds.kind == schema.SEQUENTIAL and ds.meta["split"] == "loo"
     items = ds.vocab("items")
     assert items[:2] == [schema.PAD_TOKEN, schema.OOV_TOKEN] and sorted(items[2:]) == list("abcdef")
@@ -93,7 +93,7 @@ def test_session_split_drops_unseen_items_from_eval(tmp_path):
     stats = cli.run(
         ["--source=csv", f"--input={log}", f"--output={out}", "--split=time", "--test_days=0.5", *IN_MEMORY]
     )
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     items = ds.vocab("items")
     assert "z" not in items  # only seen in test
     test = [[items[i] for i in r["item_ids"]] for r in ds.records("test").as_numpy_iterator()]
@@ -154,7 +154,7 @@ def test_multi_process_direct_runner_and_kcore(tmp_path):
     # items e, f occur once -> dropped; then u1 keeps a b c d (4), u2 a c d (+b rating 1 kept: no rating
     # filter) = 4, u3 a b c = 3 < 4 -> dropped; then c occurs twice... stays.
     assert stats["stages"]["users"] == 2
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     assert set(ds.vocab("users")[2:]) == {"u1", "u2"}
     assert "e" not in ds.vocab("items") and "f" not in ds.vocab("items")
     assert len(ds.files("test")) == 2
@@ -162,7 +162,7 @@ def test_multi_process_direct_runner_and_kcore(tmp_path):
 
 def test_parquet_logs_through_the_job(tmp_path):
     """Canonical Parquet logs (as the synthetic generator writes them) give the same dataset as CSV."""
-    from tfpps.data import synthetic
+    from tfpps import synthetic
 
     results = {}
     for fmt in ("csv", "parquet"):
@@ -170,7 +170,7 @@ def test_parquet_logs_through_the_job(tmp_path):
         synthetic.generate(synthetic.SyntheticConfig(n_users=40, n_items=60, seed=5, events_per_user=12, format=fmt), raw)
         out = tmp_path / f"out_{fmt}"
         stats = cli.run([f"--source={fmt}", f"--input={raw}/events-*.{fmt}", f"--output={out}", *IN_MEMORY])
-        ds = pipeline.DatasetDir(out)
+        ds = DatasetDir(out)
         results[fmt] = (stats["stages"]["events_parsed"], ds.vocab("items"), sorted(
             (ds.vocab("users")[r["user_id"]], tuple(ds.vocab("items")[i] for i in r["item_ids"]))
             for r in ds.records("test").as_numpy_iterator()))

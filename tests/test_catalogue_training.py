@@ -7,7 +7,7 @@ import pytest
 
 from markov_data import NARM_ARGS, write_markov_dataset
 from tfpps.config import ConfigError, build_run_config
-from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir
 from tfpps.data.datasets import target_dir
 from tfpps.cli.train import parse
 from tfpps.runs import resume
@@ -94,7 +94,7 @@ def test_valid_sample_validates_the_same_n_examples_every_epoch(markov, tmp_path
     assert result["metrics"]["num_examples"] == 400  # the test split is always evaluated in full
 
     run = parse(_args(markov, run_dir, 2, "--valid_sample=37", "--set", "eval.batch_size=16"))[0]
-    data = pipeline.DatasetDir(markov)
+    data = DatasetDir(markov)
     full = [b for b in eval_batches(data, "valid", run)]
     total = sum(len(b["target_item"]) for b in full)
     positions = sample_positions(total, 37, run.train.seed)

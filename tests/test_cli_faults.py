@@ -167,7 +167,7 @@ def test_train_twice_through_the_library_still_trains(data, tmp_path):
 # ---------------------------------------------------------------------------- recommend / evaluate
 def _gru_run(data, run_dir: Path) -> Path:
     """A gru4rec run dir in the trainer's layout with initial weights (no training needed here)."""
-    from tfpps.data.pipeline import DatasetDir
+    from tfpps.data.dataset_dir import DatasetDir
     from tfpps.serving.requests import Request, encode_requests
     from tfpps.serving.vocab import Vocabulary
     from tfpps.cli.train import parse

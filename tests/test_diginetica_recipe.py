@@ -77,10 +77,11 @@ def built(tmp_path_factory):
 
 
 def test_recipe_reproduces_the_hand_counted_srgnn_preparation(built):
-    from tfpps.data import pipeline
+    from tfpps.data.dataset_dir import DatasetDir
+    from tfpps.data.examples.prefix import eval_examples
 
     out, stats = built
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     items = ds.vocab("items")
     seqs = {split: sorted([items[i] for i in r["item_ids"]] for r in ds.records(split).as_numpy_iterator())
             for split in ("train", "valid", "test")}
@@ -89,7 +90,7 @@ def test_recipe_reproduces_the_hand_counted_srgnn_preparation(built):
     # the tf.data reader evaluates test sessions prefix by prefix: SR-GNN's (prefix, label) pairs
     pairs = sorted((tuple(s[:k]), s[k]) for s in seqs["test"] for k in range(1, len(s)))
     assert pairs == PAIRS
-    assert sum(1 for _ in pipeline.eval_examples(ds.records("test"), max_len=50)) == len(PAIRS) == 4
+    assert sum(1 for _ in eval_examples(ds.records("test"), max_len=50)) == len(PAIRS) == 4
     st = stats["stages"]
     assert st["events_parsed"] == len(ROWS) == 66
     assert "after_dedup" not in st  # dedup: none, as SR-GNN: the duplicate row of session 12 stays (A B B C)

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from markov_data import NARM_ARGS, write_markov_dataset
 from tfpps.runs import launch
-from tfpps.data.pipeline import DatasetDir
+from tfpps.data.dataset_dir import DatasetDir
 from tfpps.models.sequential.narm import NARM, count_train_examples
 from tfpps.cli.train import main as train_main
 from tfpps.cli.train import parse

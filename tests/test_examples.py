@@ -5,6 +5,7 @@ import pytest
 
 from beam_jobs import cli, examples
 from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir
 from tfpps.spec import schema
 
 
@@ -125,7 +126,7 @@ def test_amazon_files_to_search_examples(tmp_path):
         "--queries_from=categories", "--test_fraction=0.25", "--valid_fraction=0.25", "--direct_running_mode=in_memory",
     ])
     assert stats["stages"]["rows_dead_lettered"] == 1
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     assert ds.kind == schema.SEARCH
     words, queries, items = ds.vocab("words"), ds.vocab("queries"), ds.vocab("items")
     assert "headphon" in words and "electron audio headphon" in queries

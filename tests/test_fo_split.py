@@ -6,6 +6,8 @@ import pytest
 
 from beam_jobs import cli, summary, timelines
 from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir
+from tfpps.data.examples.prefix import eval_examples
 from tfpps.spec import schema
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
@@ -85,7 +87,7 @@ def test_multi_target_records_round_trip_and_old_records_still_parse(tmp_path):
     assert schema.parse_single(schema.SEQUENTIAL, old)["target_items"] == []
     # multi-target evaluation examples: the last max_len history items, every target, the whole history as seen
     records = pipeline.read_tfrecords([path], schema.SEQUENTIAL).take(1)
-    ex = next(pipeline.eval_examples(records, max_len=1, with_seen=True, multi_target=True).as_numpy_iterator())
+    ex = next(eval_examples(records, max_len=1, with_seen=True, multi_target=True).as_numpy_iterator())
     assert ex["item_ids"].tolist() == [6] and ex["length"] == 1 and ex["target_item"] == 0
     assert ex["target_items"].tolist() == [9, 3, 7] and ex["seen_items"].tolist() == [5, 6]
 
@@ -109,7 +111,7 @@ def fo_dataset(tmp_path_factory):
 
 def test_beam_job_fo_split_writes_multi_target_records(fo_dataset):
     out, stats, lines = fo_dataset
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     assert ds.meta["split"] == "fo" and ds.multi_target and json.loads((out / "dataset.json").read_text())["eval_targets"] == "multi"
     kept = [l.split(",") for l in lines[1:] if int(l.split(",")[3]) >= 4]
     items, users = ds.vocab("items"), ds.vocab("users")

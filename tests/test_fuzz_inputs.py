@@ -364,7 +364,7 @@ def run_job_and_account(source: str, log: Path, out: Path, rows_read: int, good:
     dead-lettered, with the expected reasons, one dead-letter record per bad row (at its line), and
     every good (user, item) in the vocabularies. Returns ``(stats, dead letters by line, dataset)``."""
     from beam_jobs import cli
-    from tfpps.data import pipeline
+    from tfpps.data.dataset_dir import DatasetDir
 
     stats = cli.run(
         [f"--source={source}", f"--input={log}", f"--output={out}", "--split=loo", "--direct_running_mode=in_memory"]
@@ -383,7 +383,7 @@ def run_job_and_account(source: str, log: Path, out: Path, rows_read: int, good:
     for n, reason in bad:
         assert got[n]["file"].endswith(log.name) and got[n]["reason"].split(":")[0] == reason
 
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     assert {g[1] for _, g in good} <= set(ds.vocab("items"))
     assert {g[0] for _, g in good} <= set(ds.vocab("users"))
     assert stats["num_items"] == len(ds.vocab("items")) and stats["num_users"] == len(ds.vocab("users"))

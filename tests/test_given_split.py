@@ -15,7 +15,8 @@ from beam_jobs import cli
 from beam_jobs.events import SourceError
 from beam_jobs.sources import get_source
 from beam_jobs.sources.srgnn import load_srgnn_pickle
-from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir
+from tfpps.data.examples.prefix import eval_examples
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
 DAY = 86_400
@@ -46,7 +47,7 @@ def write_csv(path: Path, rows, split: str | None = None) -> Path:
 
 def sequences(out: Path) -> dict[str, list[tuple[list[str], str | None]]]:
     """Each split's records as (item tokens, target token or None), sorted."""
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     items = ds.vocab("items")
     res = {}
     for split in ("train", "valid", "test"):
@@ -80,10 +81,10 @@ def test_given_split_from_separate_files_keeps_every_event_in_its_split(files, c
     st = stats["stages"]
     assert st["test_unseen_items_removed"] == 2 and st["test_records_too_short"] == 1
     assert "note:" not in capsys.readouterr().err  # a validation input: nothing carved
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     assert ds.meta["split"] == "given" and sorted(ds.vocab("items")[2:]) == list("abcde")  # x, y: test only
     # test sessions are whole sessions: the reader expands them into next-item prefixes (a->b; b->c, bc->e, bce->d)
-    n = sum(1 for _ in pipeline.eval_examples(ds.records("test"), max_len=10))
+    n = sum(1 for _ in eval_examples(ds.records("test"), max_len=10))
     assert n == 1 + 3
 
 
@@ -94,7 +95,7 @@ def test_kcore_runs_on_the_training_part_only_unless_filter_eval(files):
     out, stats = run(tmp, *common, name="kcore")
     # train counts: e 1 -> e leaves training (s3 = b c d); the test's e is then unseen and removed
     seqs = sequences(out)
-    assert (list("bcd"), None) in seqs["train"] and "e" not in pipeline.DatasetDir(out).vocab("items")
+    assert (list("bcd"), None) in seqs["train"] and "e" not in DatasetDir(out).vocab("items")
     assert seqs["test"] == sorted([(list("ab"), None), (list("bcd"), None)])
     assert stats["stages"]["after_kcore_round_1"] == len(TRAIN) - 1  # counted on the training part
     assert stats["stages"]["test_unseen_items_removed"] == 3  # x, y, e
@@ -195,8 +196,8 @@ def test_srgnn_records_are_exactly_as_given_and_not_re_expanded(tmp_path, capsys
     assert seqs["valid"] == [(["4", "5"], None)]
     assert seqs["test"] == sorted([(["1", "2"], "3"), (["1"], "2"), (["3", "4", "1"], "2"), (["2"], "1")])
     assert stats["stages"]["test_unseen_items_removed"] == 1
-    ds = pipeline.DatasetDir(out)
-    examples = list(pipeline.eval_examples(ds.records("test"), max_len=10).as_numpy_iterator())
+    ds = DatasetDir(out)
+    examples = list(eval_examples(ds.records("test"), max_len=10).as_numpy_iterator())
     assert len(examples) == 4  # one per (prefix, label), not one per sub-prefix
     assert "1 sessions" in capsys.readouterr().err
 
@@ -277,8 +278,8 @@ def test_yoochoose_100k_given_split_has_the_official_10152_test_events(tmp_path)
     out = tmp_path / "yc"
     stats = _build_config("yoochoose-100k", out)
     assert stats["splits"]["test"]["records"] == len(sessions) == 3_416
-    ds = pipeline.DatasetDir(out)
-    assert sum(1 for _ in pipeline.eval_examples(ds.records("test"), max_len=50)) == official
+    ds = DatasetDir(out)
+    assert sum(1 for _ in eval_examples(ds.records("test"), max_len=50)) == official
 
 
 @pytest.mark.skipif(os.environ.get("TFPPS_FULL_REAL_DATA") != "1",
@@ -289,5 +290,5 @@ def test_diginetica_srgnn_given_split_yields_the_published_counts(tmp_path):
     stats = _build_config("diginetica-srgnn", out)
     assert stats["splits"]["test"]["records"] == 60_858
     assert stats["num_items"] == 43_097 + 2  # + PAD / OOV
-    ds = pipeline.DatasetDir(out)
-    assert sum(1 for _ in pipeline.eval_examples(ds.records("test"), max_len=50)) == 60_858
+    ds = DatasetDir(out)
+    assert sum(1 for _ in eval_examples(ds.records("test"), max_len=50)) == 60_858

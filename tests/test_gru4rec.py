@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tfpps import registry
 from tfpps.config import CONFIG_DIR, ConfigError, RunConfig, TrainConfig, build_run_config
-from tfpps.data.session_parallel import build_schedule
+from tfpps.data.examples.session_parallel import build_schedule
 from tfpps.models.base import DatasetInfo
 from tfpps.models.sequential.gru4rec import GRU4Rec, GRU4RecConfig
 from tfpps.tasks import losses

@@ -5,7 +5,7 @@ import pytest
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps.data.session_parallel import Sessions, assign_slots, build_schedule
+from tfpps.data.examples.session_parallel import Sessions, assign_slots, build_schedule
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.reset_after_gru import ResetAfterGRUCell
 from tfpps.layers.samplers import PopularitySampler

@@ -16,6 +16,7 @@ from beam_jobs.events import BadRow, SourceError
 from beam_jobs.flags import JobError
 from beam_jobs.sources import hem_qrels
 from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir
 from tfpps.spec import schema
 
 QUERIES = [
@@ -73,7 +74,7 @@ def build(tmp_path: Path, *extra: str, bad_lines: bool = False) -> tuple[dict, P
 
 
 def records(out: Path, split: str) -> list[dict]:
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     items, queries, users = ds.vocab("items"), ds.vocab("queries"), ds.vocab("users")
     rows = []
     for r in ds.records(split).as_numpy_iterator():
@@ -84,7 +85,7 @@ def records(out: Path, split: str) -> list[dict]:
 
 
 def item_texts(out: Path) -> dict[str, set[str]]:
-    ds = pipeline.DatasetDir(out)
+    ds = DatasetDir(out)
     items, words = ds.vocab("items"), ds.vocab("words")
     files = sorted(str(p) for p in (out / schema.ITEM_TEXT_DIR).glob(f"*{schema.TFRECORD_SUFFIX}"))
     return {items[r["item_id"]]: {words[w] for w in r["word_ids"]}
@@ -199,7 +200,7 @@ def test_item_text_from_training_queries_only(tmp_path):
     assert set(texts) == {"A", "B", "C", "D"}
     assert texts["A"] == {"cell", "phone", "accessori", "case", "charger"}
     assert texts["D"] == {"screen", "protector"}  # D was bought with "headset bluetooth" in test only
-    words = pipeline.DatasetDir(out).vocab("words")
+    words = DatasetDir(out).vocab("words")
     assert "bluetooth" not in words and "mount" not in words  # test-only query words are OOV
     assert stats["stages"]["test_query_words_oov"] == 4  # headset, bluetooth, car, mount
 
@@ -210,7 +211,7 @@ def test_item_text_from_training_reviews_only(tmp_path):
     texts = item_texts(out)
     assert texts["A"] == {"great", "case", "veri", "sturdi", "love", "it", "solid", "grip", "headset", "ok"}
     assert texts["B"] == {"screen", "protector", "fit", "fine"}
-    words = pipeline.DatasetDir(out).vocab("words")
+    words = DatasetDir(out).vocab("words")
     for leaked in ("secretword", "zebra", "leaki"):  # words of test reviews (lines 2 and 5)
         assert leaked not in words and all(leaked not in t for t in texts.values())
     st = stats["stages"]

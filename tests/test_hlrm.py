@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from tfpps.cli import train as train_cli
 from tfpps.config import ConfigError, RunConfig, build_run_config
-from tfpps.data.triplets import UserItems, subsample_history, triplet_dataset
+from tfpps.data.examples.triplets import UserItems, subsample_history, triplet_dataset
 from tfpps.evaluation import evaluator
 from tfpps.layers.relation_memory import RelationMemory, masked_attention
 from tfpps.models.base import DatasetInfo

@@ -9,9 +9,9 @@ import tensorflow as tf
 
 from tfpps.config import ConfigError, RunConfig, build_run_config
 from tfpps.evaluation.metrics import ranks_from_scores_np
-from tfpps.data.pipeline import prefix_examples
+from tfpps.data.examples.prefix import prefix_examples
 from tfpps.models.base import DatasetInfo
-from tfpps.data.pipeline import basket_eval_examples
+from tfpps.data.examples.basket import basket_eval_examples
 from tfpps.data.examples.hrm_examples import basket_examples
 from tfpps.models.sequential.hrm import HRM, HRMConfig, last_real_items, masked_pool
 

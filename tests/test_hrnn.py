@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tfpps import registry
 from tfpps.config import CONFIG_DIR, ConfigError, RunConfig, TrainConfig, build_run_config
-from tfpps.data import user_parallel
+from tfpps.data.examples import user_parallel
 from tfpps.models.base import DatasetInfo
 from tfpps.models.sequential.hrnn import HRNN, HRNNConfig
 from tfpps.tasks import losses

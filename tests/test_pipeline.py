@@ -4,6 +4,8 @@ import pytest
 import tensorflow as tf
 
 from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir, DatasetError
+from tfpps.data.examples.prefix import eval_examples, prefix_examples
 from tfpps.spec import schema
 
 
@@ -21,7 +23,7 @@ def records(seqs, targets=None):
 
 
 def test_prefix_examples_keep_most_recent_items_left_aligned():
-    got = list(pipeline.prefix_examples(records([[5, 6, 7, 8]]), max_len=2).as_numpy_iterator())
+    got = list(prefix_examples(records([[5, 6, 7, 8]]), max_len=2).as_numpy_iterator())
     assert [g["item_ids"].tolist() for g in got] == [[5, 0], [5, 6], [6, 7]]
     assert [int(g["length"]) for g in got] == [1, 2, 2]
     assert [int(g["target_item"]) for g in got] == [6, 7, 8]
@@ -29,12 +31,12 @@ def test_prefix_examples_keep_most_recent_items_left_aligned():
 
 
 def test_prefix_examples_skip_sequences_too_short():
-    assert list(pipeline.prefix_examples(records([[5], []]), max_len=3).as_numpy_iterator()) == []
+    assert list(prefix_examples(records([[5], []]), max_len=3).as_numpy_iterator()) == []
 
 
 def test_eval_examples_with_target_and_whole_sessions():
     ds = records([[5, 6, 7], [9, 10, 11]], targets=[8, 0])
-    got = list(pipeline.eval_examples(ds, max_len=2, with_seen=True).as_numpy_iterator())
+    got = list(eval_examples(ds, max_len=2, with_seen=True).as_numpy_iterator())
     # record 1: one example (history 6,7 -> 8); record 2 (no target): every next item
     assert [(g["item_ids"].tolist(), int(g["target_item"])) for g in got] == [
         ([6, 7], 8), ([9, 0], 10), ([9, 10], 11)
@@ -43,7 +45,7 @@ def test_eval_examples_with_target_and_whole_sessions():
 
 
 def test_batch_padded_pads_variable_length_features():
-    ds = pipeline.eval_examples(records([[5, 6, 7], [9]], targets=[8, 3]), max_len=4, with_seen=True)
+    ds = eval_examples(records([[5, 6, 7], [9]], targets=[8, 3]), max_len=4, with_seen=True)
     batch = next(iter(pipeline.batch_padded(ds, 8)))
     assert batch["item_ids"].shape == (2, 4)
     assert batch["seen_items"].numpy().tolist() == [[5, 6, 7], [9, 0, 0]]
@@ -64,5 +66,5 @@ def test_sharded_reads_are_disjoint_per_input_pipeline(tmp_path):
 
 
 def test_missing_dataset_dir_is_a_clear_error(tmp_path):
-    with pytest.raises(pipeline.DatasetError, match="not a tfpps dataset"):
-        pipeline.DatasetDir(tmp_path)
+    with pytest.raises(DatasetError, match="not a tfpps dataset"):
+        DatasetDir(tmp_path)

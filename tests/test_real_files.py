@@ -29,7 +29,7 @@ from beam_jobs.reading import (
     raise_source_errors,
     source_error_from_runner,
 )
-from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir
 
 IN_MEMORY = ["--direct_running_mode=in_memory"]
 
@@ -64,7 +64,7 @@ def run_job(tmp_path, path, source="csv", extra=()):
     on_disk = json.loads((out / "stats.json").read_text())
     assert on_disk["stages"] == stats["stages"]
     dead = [json.loads(l) for p in sorted((out / "dead_letter").glob("*.jsonl")) for l in p.read_text().splitlines()]
-    return stats, dead, pipeline.DatasetDir(out)
+    return stats, dead, DatasetDir(out)
 
 
 def check_counts(stats, dead, ds, path, hand=HAND_COUNT, dead_at=DEAD_AT, items=ITEMS):

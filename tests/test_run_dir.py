@@ -113,7 +113,7 @@ def test_the_trainer_and_tune_write_validation_through_run_dir(data, tmp_path, m
     assert result["objective"] == state["best"] and state["best_epoch"] == 1 and state["history"][0]["epoch"] == 1
     assert RunDir(run_dir).load_metrics()["metrics"] == result["test"]
     # the trainer's early-stopping state: read from and saved to the run dir it is given
-    from tfpps.data.pipeline import DatasetDir
+    from tfpps.data.dataset_dir import DatasetDir
 
     other = tmp_path / "other"
     other.mkdir()

@@ -10,7 +10,9 @@ import tensorflow as tf
 from beam_jobs import cli
 from tfpps import registry
 from tfpps.config import ConfigError, build_run_config
-from tfpps.data import pipeline, synthetic
+from tfpps import synthetic
+from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir
 from tfpps.evaluation.trec import run_file_metrics
 from tfpps.layers.query_encoder import QueryEncoder
 from tfpps.models.search.aem import attention_weights
@@ -38,7 +40,7 @@ def test_zero_attention_shrinks_the_user_vector_when_nothing_is_relevant():
 
 
 def test_zam_user_vector_norm_goes_to_zero_as_relevance_drops(search_dataset):
-    model = build_model(_run("zam", search_dataset), pipeline.DatasetDir(search_dataset))
+    model = build_model(_run("zam", search_dataset), DatasetDir(search_dataset))
     features = {"query_word_ids": tf.constant([[2, 3]]), "history_item_ids": tf.constant([[2, 3, 4]])}
     model.user_part(features)  # build
     norms = []
@@ -125,7 +127,7 @@ def _run(model, data_dir, tmp_path=None, **overrides):
 
 
 def test_search_split_holds_out_queries_and_keeps_history_to_training(search_dataset):
-    ds = pipeline.DatasetDir(search_dataset)
+    ds = DatasetDir(search_dataset)
     train = list(ds.records("train").as_numpy_iterator())
     test = list(ds.records("test").as_numpy_iterator())
     train_queries = {int(r["query_id"]) for r in train}
@@ -152,10 +154,10 @@ class _MemorisingScorer(tf.Module):
 
 def test_search_evaluation_removes_training_purchases_and_writes_trec_files(search_dataset, tmp_path):
     from tfpps.evaluation.trec import write_trec_files
-    from tfpps.data import search
+    from tfpps.data.examples import search
 
     run = _run("qem", search_dataset)
-    data = pipeline.DatasetDir(search_dataset)
+    data = DatasetDir(search_dataset)
     scorer = _MemorisingScorer(data.num_items)
     metrics = evaluate_split(scorer, data, "test", run)
     # with training purchases removed the first target is always ranked 1st: MRR = 1
@@ -209,9 +211,9 @@ def _tie_averaged_ndcg10(scores, target):
 def test_zam_fits_one_batch(search_dataset):
     """40 SGD steps on one batch of 64 training pairs: from all-tied zero vectors (NDCG@10 ~ 0) to the
     purchased item ranked near the top among all items (0.48-0.56 over seeds 1, 2, 42; chance 0.026)."""
-    from tfpps.data import search
+    from tfpps.data.examples import search
 
-    data = pipeline.DatasetDir(search_dataset)
+    data = DatasetDir(search_dataset)
     tf.random.set_seed(42)
     model = build_model(_run("zam", search_dataset, embedding_size="32"), data)
     batch = next(iter(pipeline.batch_padded(search.train_examples(data.records("train"), 20), 64)))
@@ -246,7 +248,7 @@ def test_search_model_on_sequential_data_is_a_one_line_error(tmp_path):
     for name in ("items", "users"):
         (data / "vocab" / f"{name}.tsv").write_text("0\t<PAD>\t0\n1\t<OOV>\t0\n2\tx\t1\n")
     with pytest.raises(ConfigError, match="needs a product-search dataset"):
-        build_model(_run("hem", data), pipeline.DatasetDir(data))
+        build_model(_run("hem", data), DatasetDir(data))
 
 
 def test_search_models_are_registered_with_configs():
@@ -282,7 +284,7 @@ def test_search_model_exports_and_recommends_for_a_query(search_dataset, tmp_pat
     result = train(_run("zam", search_dataset, tmp_path, epochs="1", embedding_size="16", batch_size="128"), fresh=True)
     run_dir = result["run_dir"]
     export_run(run_dir, tmp_path / "export", k=10, index="brute-force", log=lambda _: None)
-    data = pipeline.DatasetDir(search_dataset)
+    data = DatasetDir(search_dataset)
     rec = next(r for r in data.records("test").as_numpy_iterator())
     words = data.vocab("words")
     user = data.vocab("users")[rec["user_id"]]
@@ -315,9 +317,9 @@ def test_search_models_default_to_the_synthetic_search_data():
 def test_softmax_item_loss_is_cross_entropy_over_every_real_item(search_dataset):
     """``item_loss: softmax``: the M_uq -> item term equals a hand-computed softmax cross-entropy over the
     real items (PAD/OOV columns excluded), plus l2 on the context and true vectors, over the batch size."""
-    from tfpps.data import search
+    from tfpps.data.examples import search
 
-    data = pipeline.DatasetDir(search_dataset)
+    data = DatasetDir(search_dataset)
     model = build_model(_run("qem", search_dataset, embedding_size="8", item_loss="softmax", init="uniform",
                              item_word_loss="false"), data)
     batch = next(iter(pipeline.batch_padded(search.train_examples(data.records("train"), 20), 16)))

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfpps.data import synthetic
-from tfpps.data.synthetic import COLUMNS, SyntheticConfig, generate
+from tfpps import synthetic
+from tfpps.synthetic import COLUMNS, SyntheticConfig, generate
+from tfpps.synthetic import output as synthetic_output
 
 SESSION_GAP = 30 * 60
 
@@ -202,7 +203,7 @@ def test_generation_streams_block_by_block_into_shards(tmp_path, monkeypatch):
     """Users are generated one block at a time and every shard is closed as soon as its users are done, so
     a 10M-event run holds one block of events (plus at most two open shard writers), never the whole log."""
     log: list[tuple[str, object]] = []
-    real_block, real_writer = synthetic.generate_block, synthetic._ShardWriter
+    real_block, real_writer = synthetic_output.generate_block, synthetic_output._ShardWriter
 
     def block(cfg, world, b):
         log.append(("block", b))
@@ -217,8 +218,8 @@ def test_generation_streams_block_by_block_into_shards(tmp_path, monkeypatch):
             log.append(("close", self.path.name))
             super().close()
 
-    monkeypatch.setattr(synthetic, "generate_block", block)
-    monkeypatch.setattr(synthetic, "_ShardWriter", Writer)
+    monkeypatch.setattr(synthetic_output, "generate_block", block)
+    monkeypatch.setattr(synthetic_output, "_ShardWriter", Writer)
     cfg = SyntheticConfig(n_users=200, n_items=100, seed=2, events_per_user=10, shards=5, users_per_block=16)
     summary = generate(cfg, tmp_path)
     files = sorted(tmp_path.glob("events-*.csv"))

@@ -96,14 +96,14 @@ def test_leave_one_out_holds_out_the_last_tied_event_of_the_log(tmp_path):
     """End to end: the test target is the user's last event in file order among same-second events."""
     import tfpps  # noqa: F401
     from beam_jobs import cli
-    from tfpps.data import pipeline
+    from tfpps.data.dataset_dir import DatasetDir
 
     rows = [f"u{u},i{j},{100 * (j // 3)},{5 - j % 2}" for u in range(3) for j in (8, 3, 5, 1, 0, 7, 2)]
     log = tmp_path / "ties.csv"
     log.write_text("user_id,item_id,timestamp,rating\n" + "\n".join(rows) + "\n")
     cli.run(["--source=csv", f"--input={log}", f"--output={tmp_path}/out", "--split=loo",
                         "--direct_running_mode=in_memory"])
-    ds = pipeline.DatasetDir(tmp_path / "out")
+    ds = DatasetDir(tmp_path / "out")
     items = ds.vocab("items")
     targets = {items[int(r["target_item"])] for r in ds.records("test")}
     # per user, times (j // 3): i8 -> 200, i3 -> 100, i5 -> 100, i1 -> 0, i0 -> 0, i7 -> 200, i2 -> 0;

@@ -11,7 +11,7 @@ import pytest
 
 from beam_jobs import cli
 from tfpps.config import build_run_config
-from tfpps.data import synthetic
+from tfpps import synthetic
 from tfpps.runs.trainer import train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,10 +25,10 @@ RESULTS = results_dir(__file__)
 
 def tfpps_targets(dataset: str) -> dict:
     import tfpps  # noqa: F401
-    from tfpps.data import pipeline
+    from tfpps.data.dataset_dir import DatasetDir
     from tfpps.data.datasets import ensure_dataset
 
-    ds = pipeline.DatasetDir(ensure_dataset(dataset))
+    ds = DatasetDir(ensure_dataset(dataset))
     items, users = ds.vocab("items"), ds.vocab("users")
     out: dict = {}
     for split in ("valid", "test"):

@@ -203,10 +203,11 @@ def recipe_argv(fixture: Path, out: Path, overrides: list[str]) -> list[str]:
 
 def run_tfpps(argv: list[str]) -> dict:
     from beam_jobs import build_features
-    from tfpps.data import pipeline
+    from tfpps.data.dataset_dir import DatasetDir
+    from tfpps.data.examples.prefix import eval_examples
 
     stats = build_features.run(argv)
-    ds = pipeline.DatasetDir(next(a.split("=", 1)[1] for a in argv if a.startswith("--output=")))
+    ds = DatasetDir(next(a.split("=", 1)[1] for a in argv if a.startswith("--output=")))
     vocab = ds.vocab("items")
 
     def sessions(split: str) -> list[tuple]:
@@ -216,7 +217,7 @@ def run_tfpps(argv: list[str]) -> dict:
 
     train, valid, test = sessions("train"), sessions("valid"), sessions("test")
     pairs = collections.Counter((s[:k], s[k]) for s in test for k in range(1, len(s)))
-    n_eval = sum(1 for _ in pipeline.eval_examples(ds.records("test"), max_len=50)) if test else 0
+    n_eval = sum(1 for _ in eval_examples(ds.records("test"), max_len=50)) if test else 0
     if n_eval != sum(pairs.values()):
         raise SystemExit(f"the tf.data reader gives {n_eval} test examples, the expansion here {sum(pairs.values())}")
     return {"train": collections.Counter(train + valid), "pairs": pairs, "items": set(vocab[2:]),

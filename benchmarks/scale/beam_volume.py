@@ -4,7 +4,7 @@
     python -m benchmarks.scale.beam_volume --base-events=625000 --scales=16   # one 10M-event run
     python -m benchmarks.scale.beam_volume --scales=1,4 --train-scales= --work=/tmp/vol --keep
 
-For each scale the seeded generator (:mod:`tfpps.data.synthetic`, ``events_per_user=80``, a fixed
+For each scale the seeded generator (:mod:`tfpps.synthetic`, ``events_per_user=80``, a fixed
 catalogue of ``--items`` items, 4 shards per 1x) writes the raw CSV logs, then the Beam job builds the
 dataset with the flags of the default dataset (``configs/datasets/synthetic.yaml``: 5-core, leave-one-out,
 item metadata) on the DirectRunner in multi-process mode with ``--workers`` workers. Each step runs in
@@ -148,7 +148,7 @@ def du_mb(path: Path, pattern: str = "**/*") -> float:
 
 # ----------------------------------------------------------------------------- steps
 def generate(raw: Path, users: int, shards: int, items: int, seed: int, logs: Path) -> dict:
-    cmd = [sys.executable, "-m", "tfpps.data.synthetic", f"--out={raw}", f"--users={users}", f"--items={items}",
+    cmd = [sys.executable, "-m", "tfpps.synthetic", f"--out={raw}", f"--users={users}", f"--items={items}",
            f"--shards={shards}", f"--seed={seed}", f"--events-per-user={EVENTS_PER_USER}", "--quiet"]
     m = run_measured(cmd, logs / f"generate-{raw.name}.log")
     summary = json.loads((raw / "summary.json").read_text())

@@ -221,7 +221,7 @@ def main(argv=None) -> int:
     import tfpps  # noqa: F401
     import tensorflow as tf
 
-    from tfpps.data.pipeline import DatasetDir
+    from tfpps.data.dataset_dir import DatasetDir
 
     load_before = os.getloadavg()
     started = time.perf_counter()

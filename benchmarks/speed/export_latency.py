@@ -36,7 +36,8 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.config import build_run_config
-from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir
+from tfpps.data.examples.prefix import eval_examples
 from tfpps.data.datasets import ensure_dataset, shared_data_dir
 from tfpps.serving.export import export_run
 from tfpps.runs.run_dir import RunDir
@@ -68,11 +69,11 @@ def train_briefly(model: str, dataset: str, epochs: int, reuse: bool) -> Path:
     return run_dir
 
 
-def test_requests(data: pipeline.DatasetDir, max_len: int, n: int) -> list[tuple[str, list[str]]]:
+def test_requests(data: DatasetDir, max_len: int, n: int) -> list[tuple[str, list[str]]]:
     """``n`` (user, history) pairs of raw ids from the test split (most recent ``max_len`` items)."""
     items, users = data.vocab("items"), data.vocab("users")
     out = []
-    for ex in pipeline.eval_examples(data.records("test"), max_len).take(n):
+    for ex in eval_examples(data.records("test"), max_len).take(n):
         length = int(ex["length"])
         out.append((users[int(ex["user_id"])], [items[int(i)] for i in ex["item_ids"].numpy()[:length]]))
     return out
@@ -122,7 +123,7 @@ def main(argv=None) -> int:
 
     dataset, described = pick_dataset(args.dataset)
     print(f"dataset: {described}", flush=True)
-    data = pipeline.DatasetDir(ensure_dataset(dataset))
+    data = DatasetDir(ensure_dataset(dataset))
     indexes = ["brute-force", "scann"] if args.index == "both" else [args.index]
     if "scann" in indexes and args.index == "both" and not scann_available():
         print(SCANN_MISSING, flush=True)

@@ -36,7 +36,7 @@ from tfpps.runs.validation import eval_batches
 
 
 class SessionsData:
-    """Stands in for a :class:`tfpps.data.pipeline.DatasetDir` holding whole test sessions."""
+    """Stands in for a :class:`tfpps.data.dataset_dir.DatasetDir` holding whole test sessions."""
 
     kind = "sequential"
     multi_target = False

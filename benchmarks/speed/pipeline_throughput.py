@@ -22,6 +22,8 @@ import tensorflow as tf
 
 from beam_jobs import build_features
 from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir
+from tfpps.data.examples.prefix import eval_examples, prefix_examples
 from tfpps.data.datasets import shared_data_dir
 
 RESULTS = results_dir(__file__)
@@ -77,11 +79,11 @@ def main(argv=None) -> int:
             beam_results[label] = r
             rows.append({"stage": label, "items": r["rows"], "unit": "raw rows", "seconds": r["seconds"], "per_second": r["rows_per_s"]})
             print(f"{label}: {r['rows']} rows in {r['seconds']} s", flush=True)
-        data = pipeline.DatasetDir(work / "beam_multi_processing_x2")
+        data = DatasetDir(work / "beam_multi_processing_x2")
         train_prefix = pipeline.batch_padded(
-            pipeline.prefix_examples(data.records("train", shuffle=True, seed=1), max_len=50), 512
+            prefix_examples(data.records("train", shuffle=True, seed=1), max_len=50), 512
         )
-        test_eval = pipeline.batch_padded(pipeline.eval_examples(data.records("test"), max_len=50, with_seen=True), 512)
+        test_eval = pipeline.batch_padded(eval_examples(data.records("test"), max_len=50, with_seen=True), 512)
         for label, ds in (("tf.data train prefixes (batch 512)", train_prefix), ("tf.data eval examples (batch 512)", test_eval)):
             with Timer() as t:
                 n, rate = reader_rate(ds, args.repeats)

@@ -65,9 +65,11 @@ def main(argv=None) -> int:
         print(f"skipped: {shared_data_dir() / DATASET} not found (set TFPPS_SHARED_DATA)")
         return 0
     import tfpps  # noqa: F401
-    from tfpps.data import pipeline, search
+    from tfpps.data import pipeline
+    from tfpps.data.dataset_dir import DatasetDir
+    from tfpps.data.examples import search
 
-    data = pipeline.DatasetDir(ensure_dataset(DATASET))
+    data = DatasetDir(ensure_dataset(DATASET))
     batch = next(iter(pipeline.batch_padded(search.train_examples(data.records("train"), 20), args.batch)))
     load_before = [round(x, 2) for x in os.getloadavg()]
     rows = []

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines (hidden by default)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     tfpps.configure_logging(verbose=args.verbose)  # before TensorFlow is imported
-    from tfpps.data.pipeline import DatasetError
+    from tfpps.data.dataset_dir import DatasetError
 
     try:
         run_dir = RunDir(args.run)

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.k < 1:
         print(f"tfpps.export: error: --k={args.k}: must be >= 1", file=sys.stderr)
         return 2
-    from tfpps.data.pipeline import DatasetError
+    from tfpps.data.dataset_dir import DatasetError
     from tfpps.serving.module import ExportError
 
     try:

@@ -13,12 +13,12 @@ tfpps dataset; anything else stops with one line naming the flag the directory c
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from tfpps import ownership
 from tfpps.config import REPO_ROOT, ConfigError, dataset_config_path, load_yaml
+from tfpps.data.dataset_dir import is_dataset, read_meta
 from tfpps.spec import schema
 
 
@@ -75,7 +75,7 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
     """
     cfg_path = dataset_config_path(name)
     if not cfg_path.exists():
-        if data_dir and (resolve_path(data_dir) / schema.DATASET_FILE).exists():
+        if data_dir and is_dataset(resolve_path(data_dir)):
             return resolve_path(data_dir)
         if data_dir:
             raise ConfigError(f"{flag}={data_dir}: no tfpps dataset there (no {schema.DATASET_FILE}); build one with "
@@ -83,8 +83,8 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
         raise ConfigError(f"unknown dataset {name!r} and no data.dir")
     cfg = load_yaml(cfg_path)
     out = resolve_path(data_dir) if data_dir else managed_dir(name, cfg)
-    if (out / schema.DATASET_FILE).exists() and not rebuild:
-        built = json.loads((out / schema.DATASET_FILE).read_text()).get("job_version", 1)
+    if is_dataset(out) and not rebuild:
+        built = read_meta(out).get("job_version", 1)
         if built >= schema.JOB_VERSION:
             return out
         why = f"{out} was written by job version {built}, this tfpps writes version {schema.JOB_VERSION} " \
@@ -98,7 +98,7 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
     build = cfg.get("build") or {}
     raw_dir = None
     if "generator" in build:
-        from tfpps.data import synthetic
+        from tfpps import synthetic
 
         raw_dir = out.parent / f"{out.name}_raw"
         if not any(raw_dir.glob("events-*")):
@@ -109,7 +109,7 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
             gen_cfg = synthetic.SyntheticConfig(**(build.get("generator") or {}))
             synthetic.generate(gen_cfg, raw_dir)
         if build.get("raw_format") == "amazon":  # the generator's purchases as Amazon review/meta dumps
-            from tfpps.data.amazon_format import write_amazon_format
+            from tfpps.synthetic.amazon import write_amazon_format
 
             if not (raw_dir / "amazon").exists():
                 write_amazon_format(raw_dir, raw_dir / "amazon")

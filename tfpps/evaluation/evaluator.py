@@ -1,7 +1,7 @@
 """Batched full-ranking evaluation: every example's target is ranked against ALL items.
 
 :func:`evaluate` streams evaluation batches (see
-:func:`tfpps.data.pipeline.eval_examples` / :func:`~tfpps.data.pipeline.batch_padded`),
+:func:`tfpps.data.examples.prefix.eval_examples` / :func:`~tfpps.data.pipeline.batch_padded`),
 scores every item with ``score_fn`` (usually ``model.score_items``), ranks the
 target (:func:`tfpps.evaluation.metrics.ranks_from_scores`) and averages the
 single-target metrics of :mod:`tfpps.evaluation.metrics` over all examples.

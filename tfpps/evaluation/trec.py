@@ -41,7 +41,7 @@ def write_trec_files(
 ) -> tuple[Path, Path]:
     """Write ``<prefix>.run`` and ``<prefix>.qrels``; returns their paths.
 
-    ``batches`` are search evaluation batches (:func:`tfpps.data.search.eval_examples`):
+    ``batches`` are search evaluation batches (:func:`tfpps.data.examples.search.eval_examples`):
     ``user_id``, ``query_id``, ``item_ids`` (masked history) and ``target_items``.
     """
     prefix = Path(prefix)

@@ -19,7 +19,7 @@ folded in as a constant-1 query column against a bias item column). Exported
 models (:mod:`tfpps.export`) serve them from a TFRS top-k index;
 :func:`has_item_vectors` tells whether a model implements them.
 
-Evaluation features (built by :func:`tfpps.data.pipeline.eval_examples`):
+Evaluation features (built by :func:`tfpps.data.examples.prefix.eval_examples`):
 
 ``item_ids``   int64 ``[B, L]``: the most recent ``L`` history items, left-aligned, 0-padded at the end
 ``length``     int64 ``[B]``: number of real items in ``item_ids``
@@ -36,7 +36,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfpps.config import DataConfig
-from tfpps.data.info import DatasetInfo  # noqa: F401  (models import it from here too)
+from tfpps.data.dataset_dir import DatasetInfo  # noqa: F401  (models import it from here too)
 
 
 DEFAULT_SEED = 42  # the default of ``train.seed`` (tfpps.config.TrainConfig)
@@ -105,7 +105,7 @@ class SequentialModel(tfrs.Model):
 
     @classmethod
     def make_train_dataset(cls, params: Any, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:
-        """Training examples for one epoch. ``data`` is a :class:`tfpps.data.pipeline.DatasetDir`."""
+        """Training examples for one epoch. ``data`` is a :class:`tfpps.data.dataset_dir.DatasetDir`."""
         raise NotImplementedError
 
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
@@ -136,7 +136,7 @@ class NonNeuralModel:
         self.params, self.info, self.run_config = params, info, run
 
     def fit_data(self, data: Any) -> None:
-        """Learn from ``data`` (a :class:`tfpps.data.pipeline.DatasetDir`): one pass over its training split."""
+        """Learn from ``data`` (a :class:`tfpps.data.dataset_dir.DatasetDir`): one pass over its training split."""
         raise NotImplementedError
 
     def score_items(self, features) -> tf.Tensor:

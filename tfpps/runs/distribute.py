@@ -12,7 +12,7 @@ Strategies (``train.strategy``, ``python -m tfpps.train --strategy=...``):
 **Input.** :func:`distribute_input` calls ``strategy.distribute_datasets_from_function``: every input
 pipeline (one per worker) builds its epoch with the model's ``make_train_dataset(..., input_context=ctx)``,
 which reads the pipeline's own, disjoint subset of the split's files
-(:meth:`tfpps.data.pipeline.DatasetDir.records`: files ``[i::n]``) and batches by the per-replica batch,
+(:meth:`tfpps.data.dataset_dir.DatasetDir.records`: files ``[i::n]``) and batches by the per-replica batch,
 so ``train.batch_size`` is the global batch (= per-replica batch x replicas in sync). Every pipeline yields
 the same number of batches (the smallest shard's), because synchronous workers must take the same number of
 steps. The split needs at least as many shard files as workers (the Beam job's ``--num_shards``).

@@ -52,7 +52,7 @@ from tfpps.errors import ConfigError
 
 if TYPE_CHECKING:
     from tfpps.config import RunConfig
-    from tfpps.data.pipeline import DatasetDir
+    from tfpps.data.dataset_dir import DatasetDir
 
 CONFIG = "config.yaml"
 WEIGHTS_DIR = "weights"
@@ -268,7 +268,7 @@ class RunDir:
             apply_overrides(run, overrides)
             run.validate()
         from tfpps import registry
-        from tfpps.data.pipeline import DatasetDir
+        from tfpps.data.dataset_dir import DatasetDir
 
         data = DatasetDir(run.data.dir)
         entry = registry.get(run.model)  # resolved once: the class and the family

@@ -50,7 +50,7 @@ import tensorflow as tf
 
 from tfpps import ownership, registry
 from tfpps.config import REPO_ROOT, RunConfig
-from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir, DatasetError, cached
 from tfpps.data.datasets import ensure_dataset, resolve_path
 from tfpps.evaluation import evaluator
 from tfpps.optimizers import make_optimizer
@@ -63,14 +63,14 @@ def default_run_dir(run: RunConfig) -> Path:
     return REPO_ROOT / "runs" / f"{run.model}-{run.data.dataset}"
 
 
-def open_dataset(run: RunConfig, flag: str = "data.dir") -> pipeline.DatasetDir:
+def open_dataset(run: RunConfig, flag: str = "data.dir") -> DatasetDir:
     """The run's dataset, built first if it is a named dataset that does not exist yet (never over a
     directory that is not a tfpps dataset; ``flag``: how the user gave ``data.dir``, for that message)."""
     path = ensure_dataset(run.data.dataset, run.data.dir, flag=flag)
     run.data.dir = str(path)
-    data = pipeline.DatasetDir(path)
+    data = DatasetDir(path)
     if data.meta.get("counts", {}).get("train", 1) == 0:
-        raise pipeline.DatasetError(f"{path}: no training records (see its stats.json); nothing to train on")
+        raise DatasetError(f"{path}: no training records (see its stats.json); nothing to train on")
     return data
 
 
@@ -79,13 +79,13 @@ def load_best_weights(model, run_dir: Path) -> None:
     RunDir(run_dir).load_best_weights(model)
 
 
-def build_model(run: RunConfig, data: pipeline.DatasetDir, entry: registry.ModelEntry | None = None):
+def build_model(run: RunConfig, data: DatasetDir, entry: registry.ModelEntry | None = None):
     """``run``'s model for ``data`` (``entry``: the run's registry entry, when the caller resolved it)."""
     entry = entry or registry.get(run.model)
     return entry.model_cls(run.model_params, data.info(), run)
 
 
-def total_training_steps(run: RunConfig, data: pipeline.DatasetDir, entry: registry.ModelEntry | None = None) -> int | None:
+def total_training_steps(run: RunConfig, data: DatasetDir, entry: registry.ModelEntry | None = None) -> int | None:
     """Steps of the whole run, for ``train.lr_decay: linear`` (None when no schedule needs it): the model
     class's ``steps_per_epoch(params, data, run)`` if it has one, else ceil(training records / batch size)."""
     if run.train.lr_decay == "none":
@@ -236,7 +236,7 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
     return result
 
 
-def with_known_cardinality(ds, run: RunConfig, data: pipeline.DatasetDir):
+def with_known_cardinality(ds, run: RunConfig, data: DatasetDir):
     """``ds`` with its number of batches declared, which ``fit`` needs with ``steps_per_execution > 1``.
 
     A model whose input pipeline does not declare it (a ``flat_map`` of examples, say) has its first
@@ -247,11 +247,11 @@ def with_known_cardinality(ds, run: RunConfig, data: pipeline.DatasetDir):
     if run.train.steps_per_execution <= 1 or int(ds.cardinality()) != int(tf.data.UNKNOWN_CARDINALITY):
         return ds
     key = ("train_batches", json.dumps(run.to_dict(), sort_keys=True, default=str))
-    batches = pipeline.cached(data, key, lambda: int(ds.reduce(np.int64(0), lambda n, _: n + 1)))
+    batches = cached(data, key, lambda: int(ds.reduce(np.int64(0), lambda n, _: n + 1)))
     return ds.apply(tf.data.experimental.assert_cardinality(batches))
 
 
-def fit_epochs(model, run: RunConfig, data: pipeline.DatasetDir, strategy, sync, run_dir: Path, out_dir: Path,
+def fit_epochs(model, run: RunConfig, data: DatasetDir, strategy, sync, run_dir: Path, out_dir: Path,
                init_weights: str | None = None, entry: registry.ModelEntry | None = None) -> dict:
     """``model.fit``, one call per epoch, each epoch's data from (train.seed, epoch); returns the validation state.
 

@@ -20,21 +20,24 @@ import tensorflow as tf
 
 from tfpps.config import RunConfig
 from tfpps.data import pipeline
+from tfpps.data.dataset_dir import DatasetDir, cached
+from tfpps.data.examples.basket import basket_eval_examples
+from tfpps.data.examples.prefix import eval_examples
 from tfpps.evaluation import evaluator
 from tfpps.runs import resume
 from tfpps.runs.run_dir import RunDir
 
 
-def eval_batches(data: pipeline.DatasetDir, split: str, run: RunConfig) -> tf.data.Dataset:
+def eval_batches(data: DatasetDir, split: str, run: RunConfig) -> tf.data.Dataset:
     records = data.records(split, num_parallel_reads=run.data.num_parallel_reads)
     if data.kind == "search":  # one example per held-out (user, query); training purchases masked
-        from tfpps.data import search
+        from tfpps.data.examples import search
 
         return pipeline.batch_padded(search.eval_examples(records, run.data.max_len), run.eval.batch_size)
     if data.info().kind == "basket":
-        examples = pipeline.basket_eval_examples(records, run.data.max_len, with_seen=run.eval.mask_history)
+        examples = basket_eval_examples(records, run.data.max_len, with_seen=run.eval.mask_history)
         return pipeline.batch_padded(examples, run.eval.batch_size)
-    examples = pipeline.eval_examples(
+    examples = eval_examples(
         records, run.data.max_len, with_seen=run.eval.mask_history, multi_target=data.multi_target
     )
     return pipeline.batch_padded(examples, run.eval.batch_size)
@@ -92,7 +95,7 @@ class SampledRows:
             yield pipeline.concat_rows(pending)
 
 
-def evaluate_split(model, data: pipeline.DatasetDir, split: str, run: RunConfig, progress: bool = False,
+def evaluate_split(model, data: DatasetDir, split: str, run: RunConfig, progress: bool = False,
                    sample: int = 0) -> dict:
     """Full-ranking metrics of ``model`` on ``split``. A model with ``evaluate_eagerly(data, split, run, ks, ties)``
     (GRU4Rec) computes them itself when it can (``None``: it cannot). A model with its own ``eval_dataset(data, split, run)``
@@ -111,7 +114,7 @@ def evaluate_split(model, data: pipeline.DatasetDir, split: str, run: RunConfig,
     if batches is None:
         batches = eval_batches(data, split, run)
     if sample > 0:
-        total = pipeline.cached(data, ("eval_rows", split, type(model).__name__, run.data.max_len), lambda: count_rows(batches))
+        total = cached(data, ("eval_rows", split, type(model).__name__, run.data.max_len), lambda: count_rows(batches))
         positions = sample_positions(total, sample, run.train.seed)
         if positions is not None:
             batches = SampledRows(batches, positions, run.eval.batch_size)
@@ -144,7 +147,7 @@ class ValidationCallback(tf.keras.callbacks.Callback):
     :mod:`tfpps.runs.distribute`).
     """
 
-    def __init__(self, run: RunConfig, data: pipeline.DatasetDir, run_dir: Path, sync=None):
+    def __init__(self, run: RunConfig, data: DatasetDir, run_dir: Path, sync=None):
         super().__init__()
         self.run, self.data, self.run_dir = run, data, run_dir
         self.sync = sync

@@ -12,7 +12,8 @@ from __future__ import annotations
 import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
-from tfpps.data.pipeline import cached, finish
+from tfpps.data.dataset_dir import cached
+from tfpps.data.pipeline import finish
 from tfpps.spec.schema import BASKET, FIRST_ID, PAD_ID
 
 
@@ -75,7 +76,7 @@ def window_examples(chunk: dict, high_order: int) -> dict:
     examples whose target is a real item: ``item_ids [n, high_order]``
     (left-aligned, 0-padded), ``length [n]``, ``user_id [n]`` and
     ``target_item [n]``; the same examples as
-    :func:`tfpps.data.pipeline.prefix_examples` with ``max_len=high_order``,
+    :func:`tfpps.data.examples.prefix.prefix_examples` with ``max_len=high_order``,
     without a per-record ``flat_map``.
     """
     items = chunk["item_ids"]

@@ -1,7 +1,7 @@
 """HRNN's (HGRU4Rec, :mod:`tfpps.models.sequential.hrnn`) user-parallel examples, from a dataset directory.
 
 * Training: the user-parallel schedule of the training split's sessions (:func:`train_batches`; the
-  schedule itself is :mod:`tfpps.data.user_parallel`'s).
+  schedule itself is :mod:`tfpps.data.examples.user_parallel`'s).
 * Evaluation: one stream per evaluation record, the user's earlier-split sessions first
   (:data:`PRIOR_SPLITS`), then the record's own sessions, laid out on a user-parallel schedule with
   every prediction point marked (:func:`evaluation_schedule`); the model runs the schedule and keeps
@@ -17,8 +17,9 @@ import numpy as np
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps.data import user_parallel
-from tfpps.data.pipeline import cached, finish
+from tfpps.data.examples import user_parallel
+from tfpps.data.dataset_dir import cached
+from tfpps.data.pipeline import finish
 from tfpps.errors import ConfigError
 
 # splits streamed through the network before evaluating a split

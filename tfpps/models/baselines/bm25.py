@@ -10,7 +10,7 @@ Math
 ----
 The documents are the items: item :math:`i`'s text is the list of word ids
 the Beam job wrote for it in the dataset's ``item_text/`` table
-(:func:`tfpps.data.search.item_word_table`: title, category paths and
+(:func:`tfpps.data.examples.search.item_word_table`: title, category paths and
 description of the item metadata, or, for the official HEM benchmark data, the
 words of the item's training queries). For a query word :math:`w`:
 
@@ -80,7 +80,7 @@ import tensorflow as tf
 from tfpps import registry
 from tfpps.models.base import NonNeuralModel
 from tfpps.config import ConfigError
-from tfpps.data import search as search_data
+from tfpps.data.examples import search as search_data
 from tfpps.spec.schema import FIRST_ID
 
 
@@ -103,7 +103,7 @@ def bm25_postings(words: np.ndarray, lengths: np.ndarray, num_words: int, k1: fl
     """BM25 weights of every (word, item) pair that occurs, as postings lists (CSR by word).
 
     ``words [num_items, W]`` / ``lengths [num_items]``: each item's text, 0-padded (as
-    :func:`tfpps.data.search.item_word_table` returns it). Returns ``(splits [num_words + 1],
+    :func:`tfpps.data.examples.search.item_word_table` returns it). Returns ``(splits [num_words + 1],
     items, weights)``: the items containing word ``w`` are ``items[splits[w]:splits[w + 1]]``
     (ascending) with their weights ``idf(w) * tf (k1 + 1) / (tf + k1 (1 - b + b |i| / avgdl))``.
     Word ids below ``FIRST_ID`` or ``>= num_words`` are ignored (not counted in ``|i|``).

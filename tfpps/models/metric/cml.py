@@ -21,7 +21,7 @@ Departures from the original code
    the paper's U = 10-20 negatives with WARP-style rank weighting).
 2. **Negatives** are drawn uniformly from the real items (ids >= 2) that are
    not training items of the user, in one exact step
-   (:func:`tfpps.data.triplets.sample_negatives`): the distribution of the
+   (:func:`tfpps.data.examples.triplets.sample_negatives`): the distribution of the
    original's loop that draws from all items and re-draws while the item is a
    positive (which never ends for a user who has every item; tfpps then draws
    any item).

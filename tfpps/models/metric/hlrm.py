@@ -30,7 +30,7 @@ items, a fresh uniform subset each time when there are more (the original's
 (``item_ids``: the training items for validation, training + validation items
 for test, as the original's ``train`` / ``train+valid`` reference sets).
 Layers: :class:`tfpps.layers.relation_memory.RelationMemory`; triplets:
-:mod:`tfpps.data.triplets`; shared CML parts: :mod:`tfpps.models.metric.metric_learning`.
+:mod:`tfpps.data.examples.triplets`; shared CML parts: :mod:`tfpps.models.metric.metric_learning`.
 
 Departures from the original code
 ---------------------------------
@@ -68,7 +68,7 @@ import tensorflow as tf
 
 from tfpps.config import non_negative, positive
 from tfpps.spec.schema import PAD_ID
-from tfpps.data.triplets import subsample_history
+from tfpps.data.examples.triplets import subsample_history
 from tfpps.layers.relation_memory import RelationMemory
 from tfpps.models.metric.metric_learning import MetricLearningConfig, MetricLearningModel
 from tfpps.registry import register

@@ -6,7 +6,7 @@ follows ``deezer/recsys21-hlr`` ``huitre/models/model.py``:
 * user and item tables ``N(0, 1/sqrt(d))`` (standard deviation);
 * loss ``sum_b max(0, d(u, i+) - d(u, i-) + loss_margin)``
   (:func:`tfpps.tasks.hinge.hinge_loss`) with one negative per positive pair,
-  re-drawn away from the user's training items (:mod:`tfpps.data.triplets`);
+  re-drawn away from the user's training items (:mod:`tfpps.data.examples.triplets`);
 * after EVERY optimizer step each user and item row is clipped to L2 norm
   ``<= clip`` (the original's ``_clip_by_norm_op`` runs after
   ``optimizer.minimize`` under a control dependency): :meth:`train_step`
@@ -31,8 +31,8 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import REPO_ROOT, ConfigError, non_negative, positive
-from tfpps.data.pipeline import cached
-from tfpps.data.triplets import UserItems, triplet_dataset
+from tfpps.data.dataset_dir import cached
+from tfpps.data.examples.triplets import UserItems, triplet_dataset
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.tasks.hinge import hinge_loss
 
@@ -110,7 +110,7 @@ class MetricLearningModel(SequentialModel):
 
     @classmethod
     def make_train_dataset(cls, params, data, run, epoch_seed: int) -> tf.data.Dataset:
-        """Every distinct (user, training item) pair once per epoch with a negative (see :mod:`tfpps.data.triplets`)."""
+        """Every distinct (user, training item) pair once per epoch with a negative (see :mod:`tfpps.data.examples.triplets`)."""
         return triplet_dataset(
             cached(data, "user_items", lambda: UserItems.from_dataset(data)),  # one pass per process, not per epoch
             batch_size=run.train.batch_size,

@@ -64,7 +64,7 @@ import tensorflow as tf
 
 from tfpps import registry
 from tfpps.config import ConfigError
-from tfpps.data.pipeline import DatasetDir
+from tfpps.data.dataset_dir import DatasetDir
 from tfpps.models.search.search_base import SearchConfig, SearchModel
 
 

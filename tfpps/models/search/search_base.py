@@ -36,7 +36,7 @@ Subclasses implement :meth:`SearchModel.user_part` (``[B, d]``: a free user
 vector in HEM, attention over purchases in AEM/ZAM, a hierarchical RNN in
 HRNN-search) and may add loss terms with :meth:`SearchModel.extra_losses`.
 
-Data: the Beam job's ``--kind=search`` records (:mod:`tfpps.data.search`);
+Data: the Beam job's ``--kind=search`` records (:mod:`tfpps.data.examples.search`);
 evaluation ranks all items for each held-out (user, query) with every item the
 user bought with that query relevant and the user's training purchases removed
 (the HEM protocol), via the trainer's multi-target evaluator.
@@ -55,8 +55,9 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.config import ConfigError
-from tfpps.data import search as search_data
-from tfpps.data.pipeline import DatasetDir, batch_padded, finish, training_records
+from tfpps.data.dataset_dir import DatasetDir
+from tfpps.data.examples import search as search_data
+from tfpps.data.pipeline import batch_padded, finish, training_records
 from tfpps.spec.schema import FIRST_ID
 from tfpps.layers.query_encoder import QUERY_ENCODERS, QUERY_PADDING, QueryEncoder
 from tfpps.models.base import SequentialModel, max_len_of

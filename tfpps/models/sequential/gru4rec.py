@@ -20,7 +20,7 @@ Model (per step, session-parallel; ``x`` input item, ``Y = [targets; samples]``)
     r   = h_L W_y[Y]^T + b_y[Y]                  # [B, B + n_sample]
     loss = sum_valid_rows loss(r) / batch_size   # XE(+logQ) | BPR-max(ELU) | TOP1-max
 
-Training (``train_mode='session_parallel'``): :mod:`tfpps.data.session_parallel`
+Training (``train_mode='session_parallel'``): :mod:`tfpps.data.examples.session_parallel`
 builds the official session-parallel schedule; the hidden state of every layer
 lives in a non-trainable ``[B, H]`` variable, zeroed where a slot starts a new
 session, never back-propagated across steps (the official ``H.detach_()``).
@@ -39,7 +39,7 @@ gets its evaluation batches from :meth:`GRU4Rec.eval_dataset`, which streams
 (one GRU step per click), each evaluation record (a test session, or a history
 with its target) is run through the GRU ONCE with its state carried, and scored
 after every prefix that the standard prefix evaluation
-(:func:`tfpps.data.pipeline.eval_examples`, every prefix re-encoded from zero:
+(:func:`tfpps.data.examples.prefix.eval_examples`, every prefix re-encoded from zero:
 ``O(L^2)`` steps per session) scores: the same examples, ranks and metrics. Histories
 longer than ``data.max_len`` are cut to their last ``max_len`` items as in the
 prefix evaluation (the official evaluation never cuts: set ``max_len`` at least
@@ -132,8 +132,9 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, probability
-from tfpps.data import session_parallel
-from tfpps.data.pipeline import concat_rows, finish, prefix_examples
+from tfpps.data.examples import session_parallel
+from tfpps.data.examples.prefix import prefix_examples
+from tfpps.data.pipeline import concat_rows, finish
 from tfpps.layers.cho_gru import ChoGRUCell, GateStackedUniform
 from tfpps.layers.reset_after_gru import ResetAfterGRUCell
 from tfpps.layers.samplers import PopularitySampler
@@ -187,7 +188,7 @@ class GRU4RecConfig:
 
 def _count_prefix_examples(data: Any) -> int:
     """Number of (prefix -> next item) examples of the training split (cached), so Keras knows the epoch size."""
-    from tfpps.data.pipeline import cached
+    from tfpps.data.dataset_dir import cached
 
     def count() -> int:
         sizes = data.records("train").map(lambda r: tf.maximum(tf.size(r["item_ids"], out_type=tf.int64) - 1, 0))
@@ -470,7 +471,7 @@ def _stream_states(model_ref, items, length, points, targets):
 
 
 def eval_streams(records: tf.data.Dataset, max_len: int, batch_size: int, with_seen: bool = False) -> tf.data.Dataset:
-    """Batches of GRU runs that reproduce :func:`tfpps.data.pipeline.eval_examples` (one run per record).
+    """Batches of GRU runs that reproduce :func:`tfpps.data.examples.prefix.eval_examples` (one run per record).
 
     A record's examples are ``full[:e] -> full[e]`` for its ends ``e`` (``full`` = ``item_ids`` plus the
     target when it has one: then one end, ``len(item_ids)``; else every ``e = 1..n-1``), each history cut
@@ -483,7 +484,7 @@ def eval_streams(records: tf.data.Dataset, max_len: int, batch_size: int, with_s
     ``[S, max_len]`` (0-padded), ``length [S]``, ``points`` bool ``[S, max_len + 1]`` (the positions
     ``e`` to score: the state after ``e`` items), ``targets [S, max_len + 1]`` and, with
     ``with_seen``, ``seen_items [S, W]``: the record's ``item_ids`` (for ``mask_history``, as
-    :func:`~tfpps.data.pipeline.eval_examples` gives them). Streams are ordered by record, then main
+    :func:`~tfpps.data.examples.prefix.eval_examples` gives them). Streams are ordered by record, then main
     before cut, then end, so the scored rows come in the order of the prefix evaluation's examples.
     """
     m = int(max_len)
@@ -541,7 +542,7 @@ class StreamedEvalBatches:
     """Evaluation batches of :class:`GRU4Rec` whose GRU states are streamed: each record is run ONCE,
     its state carried from item to item, and scored after every prefix the prefix evaluation scores.
 
-    The standard evaluation (:func:`tfpps.data.pipeline.eval_examples`) re-encodes every prefix of a
+    The standard evaluation (:func:`tfpps.data.examples.prefix.eval_examples`) re-encodes every prefix of a
     test session from a zero state (``O(L^2)`` GRU steps per session, each history padded to
     ``max_len``). Streaming, like the official session-parallel evaluation (one GRU step per click,
     the state reset at each session start), gives the same examples in the same order with the same

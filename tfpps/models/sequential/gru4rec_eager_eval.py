@@ -13,8 +13,8 @@ ranking) costs seconds: more than the whole evaluation of a YOOCHOOSE-sized test
    run per record scored at every end ``e <= max_len``; one run of the last ``max_len`` items for
    every end ``e > max_len``, as the prefix evaluation cuts those histories);
 3. streams are sorted by length and run ``eval.batch_size`` at a time through the model's GRU layers:
-   the input projection in TensorFlow, the recurrence step by step in NumPy (a chunk runs only as
-   many steps as its longest stream, and a step only the streams still running);
+   in NumPy, the input projection in one product per layer and the recurrence step by step (a chunk
+   runs only as many steps as its longest stream, and a step only the streams still running);
 4. the states at the scoring points are scored against all items (``h W_y^T + b_y``) and ranked with
    :func:`rank_rows`, i.e. :math:`r = 1 + |\\{j \\ge \\mathrm{FIRST\\_ID},\\ j \\ne t : s_j > s_t\\}|`
    (``>=`` for ``conservative`` ties), PAD and OOV never counted: the evaluator's ranks, scored in
@@ -127,74 +127,92 @@ def build_streams(items: Sequence[np.ndarray], targets: np.ndarray, max_len: int
     return [run[1] for run in runs], [run[2] for run in runs], [run[3] for run in runs]
 
 
-def rank_rows(states: tf.Tensor, targets: np.ndarray, weights: tf.Tensor, bias: tf.Tensor,
-              ties: str = "standard") -> np.ndarray:
+def rank_rows(states, targets: np.ndarray, weights, bias, ties: str = "standard") -> np.ndarray:
     """Int ``[B]`` ranks of ``targets`` under the scores ``states @ weights^T + bias`` of all items, PAD and
-    OOV excluded (the evaluator's ranks without history masking): the competitor columns
-    ``FIRST_ID..N-1`` are scored directly, so the ranking is four passes over ``[B, N - FIRST_ID]``.
+    OOV excluded (the evaluator's ranks without history masking), in NumPy: the competitor columns
+    ``FIRST_ID..N-1`` are scored directly and compared with each row's target score.
 
     Example:
-      >>> w = tf.constant([[9.], [9.], [.3], [.5], [.5]]); b = tf.zeros([5])
-      >>> rank_rows(tf.constant([[1.]]), np.array([3]), w, b).tolist(), rank_rows(tf.constant([[1.]]), np.array([3]), w, b, "conservative").tolist()
+      >>> w = np.array([[9.], [9.], [.3], [.5], [.5]], np.float32); b = np.zeros([5], np.float32)
+      >>> rank_rows(np.ones([1, 1], np.float32), np.array([3]), w, b).tolist(), rank_rows(np.ones([1, 1], np.float32), np.array([3]), w, b, "conservative").tolist()
       ([1], [2])
     """
+    states, weights, bias = np.asarray(states), np.asarray(weights), np.asarray(bias)
     targets = np.asarray(targets, np.int64)
     if len(targets) and targets.min() < FIRST_ID:  # a PAD/OOV target: the evaluator's general path
-        scores = tf.matmul(states, weights, transpose_b=True) + bias[None, :]
+        scores = tf.constant(states @ weights.T + bias[None, :])
         mask = tf.range(tf.shape(scores)[1]) < FIRST_ID
         return ranks_from_scores(scores, targets, ties, mask).numpy()
-    scores = tf.matmul(states, weights[FIRST_ID:], transpose_b=True) + bias[None, FIRST_ID:]  # [B, N - FIRST_ID]
-    target_scores = tf.gather(scores, tf.constant(targets - FIRST_ID), batch_dims=1)[:, None]
+    scores = states @ weights[FIRST_ID:].T  # [B, N - FIRST_ID]
+    scores += bias[None, FIRST_ID:]
+    target_scores = scores[np.arange(len(targets)), targets - FIRST_ID][:, None]
     ahead = scores > target_scores if ties == "standard" else scores >= target_scores
-    # NaN: a NaN competitor counts as ahead, a NaN target ranks last (as ranks_from_scores)
-    ahead = tf.logical_or(ahead, tf.math.is_nan(scores))
-    count = tf.reduce_sum(tf.cast(ahead, tf.int32), axis=1).numpy().astype(np.int64)
+    count = np.count_nonzero(ahead, axis=1).astype(np.int64)
+    # NaN: a NaN competitor counts as ahead, a NaN target ranks last (as ranks_from_scores); a row sum is NaN
+    # exactly when the row holds a NaN (or both infinities), so the rare rows are found without a full isnan pass
+    odd = np.flatnonzero(np.isnan(scores.sum(axis=1)))
+    if len(odd):
+        count[odd] = np.count_nonzero(ahead[odd] | np.isnan(scores[odd]), axis=1)
     own = int(ties != "standard")  # a non-NaN target's own column is counted by >=, and is never a competitor
-    nan_target = np.isnan(target_scores.numpy()[:, 0])
-    return np.where(nan_target, int(scores.shape[1]), count - own + 1)
+    return np.where(np.isnan(target_scores[:, 0]), scores.shape[1], count - own + 1)
 
 
-def run_layers_eagerly(model: Any, items: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """``outputs [S, L, H]`` of ``model.run_layers(items, length)`` for rows sorted by ``length``,
-    longest first. Each cell's ``project_inputs`` runs once in TensorFlow; the recurrence runs in NumPy
-    (the cell's ``numpy_step``), where eager TensorFlow would pay its per-operation dispatch at every
-    step. As rows are sorted, the streams still running at step ``t`` are the first ``n_t`` rows, so a
-    step touches only those; entries past a row's length are left at zero (no scoring point reads them)."""
-    if len(length) > 1 and np.any(np.diff(length) > 0):
-        raise ValueError("run_layers_eagerly: rows must be sorted by length, longest first")
-    running = np.searchsorted(-np.asarray(length), -np.arange(items.shape[1]), side="right")  # rows with length > t
-    h_seq = model._input_embedding(tf.constant(items))
+def _input_vectors(model: Any, ids: np.ndarray) -> np.ndarray:
+    """The first GRU layer's inputs for item ``ids`` (as ``model._input_embedding``): rows of the output
+    embedding (constrained), of the input embedding, or the ids themselves (one-hot input)."""
+    if model.params.constrained_embedding:
+        return model.Wy.numpy()[ids]
+    if model.params.embedding > 0:
+        return model.E.numpy()[ids]
+    return ids
+
+
+def run_layers_eagerly(model: Any, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Every GRU state of ``sequences`` (sorted by length, longest first), computed in NumPy.
+
+    Returns ``(states, offsets)``, time-major and unpadded: the sequences still running at step ``t``
+    are the first ``n_t`` (they are sorted), and ``states[offsets[t] + r]`` is sequence ``r``'s last-layer
+    state after ``t + 1`` items. Each layer projects all its inputs in one product (the cell's
+    ``numpy_project``) and runs the recurrence step by step (``numpy_step``); TensorFlow's per-operation
+    dispatch in eager mode would cost more than this arithmetic."""
+    lengths = np.array([len(s) for s in sequences], np.int64)
+    if len(lengths) > 1 and np.any(np.diff(lengths) > 0):
+        raise ValueError("run_layers_eagerly: sequences must be sorted by length, longest first")
+    width = int(lengths.max()) if len(lengths) else 0
+    running = np.searchsorted(-lengths, -np.arange(width), side="left")  # sequences with length > t
+    offsets = np.concatenate([[0], np.cumsum(running)])
+    items = np.zeros([len(sequences), width], np.int64)
+    for r, seq in enumerate(sequences):
+        items[r, : len(seq)] = seq
+    ids = items.T[(np.arange(width)[None, :] < lengths[:, None]).T]  # time-major: step t's items, rows 0..n_t-1
+    x = _input_vectors(model, ids)
     for cell in model.cells:
-        vx = cell.project_inputs(tf.convert_to_tensor(h_seq)).numpy()  # [S, L, 3H]
+        vx = cell.numpy_project(x)  # [offsets[-1], 3H], time-major
         step = cell.numpy_step()
-        out = np.zeros(vx.shape[:2] + (cell.units,), vx.dtype)
-        h = np.zeros((items.shape[0], cell.units), vx.dtype)
-        for t in range(items.shape[1]):
-            n = int(running[t])
-            h[:n] = step(vx[:n, t], h[:n])
-            out[:n, t] = h[:n]
-        h_seq = out
-    return h_seq if isinstance(h_seq, np.ndarray) else h_seq.numpy()
+        out = np.empty((len(vx), cell.units), vx.dtype)
+        h = np.zeros((running[0] if width else 0, cell.units), vx.dtype)
+        for t in range(width):
+            n, lo = int(running[t]), int(offsets[t])
+            h = step(vx[lo : lo + n], h[:n])
+            out[lo : lo + n] = h
+        x = out
+    return x, offsets
 
 
 def stream_states(model: Any, sequences: Sequence[np.ndarray], points: Sequence[np.ndarray], chunk: int):
     """Yield ``(states [M, H], rows)``: the states at the scoring points of ``chunk`` streams at a time,
     longest first, and the stream indices ``rows`` they came from (in that order)."""
     order = np.argsort([-len(s) for s in sequences], kind="stable")
+    units = model.cells[-1].units
     for start in range(0, len(order), chunk):
         rows = order[start : start + chunk]
-        width = max(1, max(len(sequences[r]) for r in rows))
-        items = np.zeros([len(rows), width], np.int64)
-        length = np.zeros([len(rows)], np.int64)
-        for i, r in enumerate(rows):
-            items[i, : len(sequences[r])] = sequences[r]
-            length[i] = len(sequences[r])
-        outputs = run_layers_eagerly(model, items, length)  # [S, L, H]
+        states, offsets = run_layers_eagerly(model, [sequences[r] for r in rows])
         counts = np.array([len(points[r]) for r in rows])
         row_of = np.repeat(np.arange(len(rows)), counts)
         ends = np.concatenate([points[r] for r in rows])  # state after e items; e = 0: the zero state
-        states = np.where((ends > 0)[:, None], outputs[row_of, np.maximum(ends - 1, 0)], 0.0).astype(outputs.dtype)
-        yield tf.constant(states), rows
+        states = np.concatenate([states, np.zeros((1, units), states.dtype)])  # the zero state, last
+        where = np.where(ends > 0, offsets[np.maximum(ends - 1, 0)] + row_of, len(states) - 1)
+        yield states[where], rows
 
 
 def evaluate_eagerly(model: Any, data: Any, split: str, run: Any, ks: Sequence[int] = (5, 10, 20),
@@ -209,7 +227,7 @@ def evaluate_eagerly(model: Any, data: Any, split: str, run: Any, ks: Sequence[i
     sequences, points, point_targets = build_streams(items, targets, max_len_of(run))
     if not sequences:
         raise ValueError("evaluate: the batches hold no examples")
-    weights, bias = tf.convert_to_tensor(model.Wy), tf.convert_to_tensor(model.By)
+    weights, bias = model.Wy.numpy(), model.By.numpy()
     if int(weights.shape[0]) != int(data.num_items):
         raise ValueError(f"score_fn returned scores for {int(weights.shape[0])} items, expected num_items={data.num_items}")
     rows_per_rank = max(1, min(4096, SCORES_PER_CHUNK // max(1, int(weights.shape[0]))))

@@ -94,7 +94,7 @@ Other departures
    On basket data (``DatasetInfo.kind == "basket"``)
    each item of basket ``t`` is one example with basket ``t - 1`` as ``T``
    (the paper's ``log p(T_t | u, T_{t-1}) = sum_{i in T_t} log p(i | u, T_{t-1})``).
-   Basket EVALUATION (:func:`tfpps.data.pipeline.basket_eval_examples`, for
+   Basket EVALUATION (:func:`tfpps.data.examples.basket.basket_eval_examples`, for
    every model): every item of the held-out
    next basket is relevant; the user vector and the last history basket give
    one ranking over all items, scored with the multi-target metrics

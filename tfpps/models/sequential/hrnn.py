@@ -25,7 +25,7 @@ gate block, biases 0. Final activation for top1/bpr is tanh (``final_act``
 ``default``); cross-entropy uses a softmax (``tanh`` puts a tanh before it, the
 reference's ``softmaxth``).
 
-Training: :mod:`tfpps.data.user_parallel` builds the user-parallel schedule
+Training: :mod:`tfpps.data.examples.user_parallel` builds the user-parallel schedule
 (slots walk users' sessions in time order, refilled with the next user);
 states live in non-trainable ``[B, H]`` variables and are not back-propagated
 across steps, as in the reference. Output and input tables are read with

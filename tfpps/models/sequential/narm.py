@@ -97,7 +97,9 @@ import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import choice, positive, probability
-from tfpps.data.pipeline import cached, finish, training_records
+from tfpps.data.dataset_dir import cached
+from tfpps.data.examples.prefix import prefix_examples
+from tfpps.data.pipeline import finish, training_records
 from tfpps.spec.schema import FIRST_ID
 from tfpps.models.base import DatasetInfo, SequentialModel, max_len_of, seed_of
 from tfpps.registry import register
@@ -150,30 +152,11 @@ def narm_prefix_examples(records: tf.data.Dataset, max_len: int, truncate: str =
     """Every (prefix -> next item) pair of each record, histories cut to ``max_len`` items.
 
     ``truncate="last"`` keeps the most recent items (as
-    :func:`tfpps.data.pipeline.prefix_examples`); ``"first"`` keeps the first
+    :func:`tfpps.data.examples.prefix.prefix_examples`); ``"first"`` keeps the first
     ones, as the official loader's ``x[:maxlen]``. Histories are left-aligned
     and 0-padded.
     """
-
-    def expand(rec):
-        items = rec["item_ids"]
-        n = tf.shape(items, out_type=tf.int64)[0]
-        ends = tf.range(1, n, dtype=tf.int64)  # target positions
-        lengths = tf.minimum(ends, max_len)
-        starts = ends - lengths if truncate == "last" else tf.zeros_like(ends)
-        idx = starts[:, None] + tf.range(max_len, dtype=tf.int64)[None, :]
-        valid = tf.range(max_len, dtype=tf.int64)[None, :] < lengths[:, None]
-        hist = tf.where(valid, tf.gather(items, tf.minimum(idx, tf.maximum(n - 1, 0))), tf.zeros_like(idx))
-        return tf.data.Dataset.from_tensor_slices(
-            {
-                "item_ids": hist,
-                "length": lengths,
-                "target_item": tf.gather(items, ends),
-                "user_id": tf.fill(tf.shape(ends), rec["user_id"]),
-            }
-        )
-
-    return records.flat_map(expand)
+    return prefix_examples(records, max_len, truncate=truncate)
 
 
 def count_train_examples(data, input_context: tf.distribute.InputContext | None = None) -> int:
@@ -257,7 +240,7 @@ class NARM(SequentialModel):
         left out of that epoch.
         """
         records = training_records(data, run, epoch_seed, input_context=input_context)
-        ds = narm_prefix_examples(records, max_len_of(run), params.truncate)
+        ds = prefix_examples(records, max_len_of(run), truncate=params.truncate)
         ds = ds.filter(lambda ex: ex["target_item"] >= FIRST_ID)
         if run.data.shuffle_buffer > 0:
             ds = ds.shuffle(run.data.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)

@@ -60,7 +60,7 @@ class UserItems:
 
     @classmethod
     def from_dataset(cls, data, split: str = "train") -> "UserItems":
-        """Merge every ``split`` record of a :class:`~tfpps.data.pipeline.DatasetDir` by user."""
+        """Merge every ``split`` record of a :class:`~tfpps.data.dataset_dir.DatasetDir` by user."""
         lists: dict[int, list] = {}
         chunks = data.records(split).map(lambda r: {"user_id": r["user_id"], "item_ids": r["item_ids"]})
         for chunk in chunks.ragged_batch(4096):

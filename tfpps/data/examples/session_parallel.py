@@ -33,21 +33,25 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
 import tfpps  # noqa: F401
 import tensorflow as tf
 
+from tfpps.data.dataset_dir import cached
 
-@dataclasses.dataclass
-class SessionParallelSchedule:
-    """Per-step arrays of a session-parallel epoch (see the module docstring)."""
 
+class StepSchedule:
+    """A fixed-shape schedule of ``[T, B]`` arrays, one row per training step, ``B`` slots per row.
+
+    Subclasses are dataclasses whose fields include ``input_items`` and ``valid`` and whose
+    ``FEATURES`` name the fields that :meth:`dataset` yields.
+    """
+
+    FEATURES: ClassVar[tuple[str, ...]] = ()
     input_items: np.ndarray
-    target_items: np.ndarray
-    reset: np.ndarray
     valid: np.ndarray
 
     @property
@@ -64,15 +68,19 @@ class SessionParallelSchedule:
         return int(self.valid.sum())
 
     def dataset(self) -> tf.data.Dataset:
-        """``tf.data.Dataset`` yielding one dict of ``[B]`` tensors per step, in order."""
-        return tf.data.Dataset.from_tensor_slices(
-            {
-                "input_items": self.input_items,
-                "target_items": self.target_items,
-                "reset": self.reset,
-                "valid": self.valid,
-            }
-        )
+        """``tf.data.Dataset`` yielding one dict of ``[B]`` tensors (the ``FEATURES``) per step, in order."""
+        return tf.data.Dataset.from_tensor_slices({name: getattr(self, name) for name in self.FEATURES})
+
+
+@dataclasses.dataclass
+class SessionParallelSchedule(StepSchedule):
+    """Per-step arrays of a session-parallel epoch (see the module docstring)."""
+
+    FEATURES: ClassVar[tuple[str, ...]] = ("input_items", "target_items", "reset", "valid")
+    input_items: np.ndarray
+    target_items: np.ndarray
+    reset: np.ndarray
+    valid: np.ndarray
 
 
 @dataclasses.dataclass
@@ -215,10 +223,8 @@ def session_parallel_dataset(data, batch_size: int, n_sample: int, split: str = 
     """Schedule + dataset for ``data`` (anything with ``.records(split)``), cached per (data, B, stop rule).
 
     The schedule is identical every epoch (time-ordered, no shuffling, as the
-    official code), so it is computed once per process (:func:`tfpps.data.pipeline.cached`).
+    official code), so it is computed once per process (:func:`tfpps.data.dataset_dir.cached`).
     """
-    from tfpps.data.pipeline import cached
-
     min_valid = 2 if n_sample == 0 else 1
     sched = cached(data, ("session_parallel_schedule", split, int(batch_size), min_valid),
                    lambda: build_schedule(sessions_from_records(data.records(split)), batch_size, min_valid=min_valid))

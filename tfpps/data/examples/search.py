@@ -12,7 +12,7 @@ Evaluation examples (:func:`eval_examples`): one per (user, query) record with t
     target_items (every item the user bought with this query in the split), target_item = PAD
 
 :func:`item_word_table` loads the item -> text-words table written by the Beam
-job (``item_text/``) for the item->word losses.
+job (:meth:`tfpps.data.dataset_dir.DatasetDir.item_text_files`) for the item->word losses.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import numpy as np
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps.spec import schema
 from tfpps.data.pipeline import read_tfrecords
+from tfpps.spec import schema
 
 
 def _last(ids: tf.Tensor, n: int) -> tf.Tensor:
@@ -57,11 +57,12 @@ def eval_examples(records: tf.data.Dataset, history_length: int) -> tf.data.Data
 
 
 def item_word_table(data, num_items: int, max_words: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """``(words [num_items, W] int64, lengths [num_items] int64)``: each item's text words, 0-padded.
+    """``(words [num_items, W] int64, lengths [num_items] int64)``: each item's text words, 0-padded
+    (``data``: a :class:`tfpps.data.dataset_dir.DatasetDir`).
 
     Items without text (or datasets built without ``--metadata``) have length 0.
     """
-    files = sorted(str(p) for p in (data.path / schema.ITEM_TEXT_DIR).glob(f"*{schema.TFRECORD_SUFFIX}"))
+    files = data.item_text_files()
     rows: dict[int, list[int]] = {}
     if files:
         for rec in read_tfrecords(files, schema.ITEM_TEXT).as_numpy_iterator():

@@ -4,7 +4,7 @@ The HEM/AEM/ZAM papers use the Amazon 5-core dumps (McAuley et al.):
 ``reviews_<Category>_5.json`` (one JSON object per line) and
 ``meta_<Category>.json`` (one Python dict literal per line, 2014 style). This
 module turns the seeded synthetic generator's purchases
-(:mod:`tfpps.data.synthetic`) into those two files, so that the Beam job's
+(:mod:`tfpps.synthetic`) into those two files, so that the Beam job's
 ``--source=amazon --queries_from=categories`` path (queries built from
 category paths, as Ai et al. do) runs on data with known structure:
 
@@ -16,7 +16,7 @@ category paths, as Ai et al. do) runs on data with known structure:
   has two queries and a query hold-out can keep one for training.
 
 >>> import tempfile, json
->>> from tfpps.data import synthetic
+>>> from tfpps import synthetic
 >>> raw = tempfile.mkdtemp()
 >>> _ = synthetic.generate(synthetic.SyntheticConfig(n_users=5, n_items=40, seed=1), raw)
 >>> out = write_amazon_format(raw, raw + "/amazon", name="Toy")
@@ -30,7 +30,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from tfpps.data.synthetic import ITEMS_FILE, PURCHASE
+from tfpps.synthetic.config import ITEMS_FILE, PURCHASE
 
 
 def _review_time(ts: int) -> str:

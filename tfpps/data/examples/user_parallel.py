@@ -24,7 +24,7 @@ exactly ``B`` slots (so the training graph never retraces)::
 
 Slot assignment is the greedy refill of the reference (users in order; slots
 freed at the same step are refilled in slot order), computed by
-:func:`tfpps.data.session_parallel.assign_slots`. Sessions shorter than two
+:func:`tfpps.data.examples.session_parallel.assign_slots`. Sessions shorter than two
 events give no step and are skipped.
 
 Differences from the reference iterator (documented in :mod:`tfpps.models.sequential.hrnn`):
@@ -43,14 +43,14 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 
 import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps.data.session_parallel import assign_slots
+from tfpps.data.examples.session_parallel import StepSchedule, assign_slots
 
 
 @dataclasses.dataclass
@@ -214,9 +214,10 @@ def group_by_user(flat: FlatSessions, keep: np.ndarray | None = None) -> UserSes
 
 
 @dataclasses.dataclass
-class UserParallelSchedule:
+class UserParallelSchedule(StepSchedule):
     """Per-step arrays of a user-parallel epoch (see the module docstring)."""
 
+    FEATURES: ClassVar[tuple[str, ...]] = ("input_items", "target_items", "sstart", "ustart", "valid")
     input_items: np.ndarray
     target_items: np.ndarray
     sstart: np.ndarray
@@ -224,30 +225,6 @@ class UserParallelSchedule:
     valid: np.ndarray
     stream: np.ndarray
     stream_end: np.ndarray
-
-    @property
-    def num_steps(self) -> int:
-        return int(self.input_items.shape[0])
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.input_items.shape[1])
-
-    @property
-    def num_events(self) -> int:
-        return int(self.valid.sum())
-
-    def dataset(self) -> tf.data.Dataset:
-        """One dict of ``[B]`` tensors per step, in order (the training features)."""
-        return tf.data.Dataset.from_tensor_slices(
-            {
-                "input_items": self.input_items,
-                "target_items": self.target_items,
-                "sstart": self.sstart,
-                "ustart": self.ustart,
-                "valid": self.valid,
-            }
-        )
 
 
 def build_user_schedule(
