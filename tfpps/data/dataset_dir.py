@@ -64,6 +64,11 @@ def read_meta(path: str | os.PathLike) -> dict:
     return json.loads(meta_path(path).read_text())
 
 
+def item_text_files(path: Path) -> list[str]:
+    """The ``item_text`` shards under a dataset directory ``path`` (sorted); none when built without them."""
+    return sorted(str(p) for p in (Path(path) / schema.ITEM_TEXT_DIR).glob(f"*{schema.TFRECORD_SUFFIX}"))
+
+
 class DatasetDir:
     """A Beam job output directory: metadata, vocabularies and TFRecord splits."""
 
@@ -145,7 +150,7 @@ class DatasetDir:
 
     def item_text_files(self) -> list[str]:
         """The ``item_text`` shards (product text for item->word losses); none when built without it."""
-        return sorted(str(p) for p in (self.path / schema.ITEM_TEXT_DIR).glob(f"*{schema.TFRECORD_SUFFIX}"))
+        return item_text_files(self.path)
 
     def records(
         self,

@@ -21,6 +21,7 @@ import numpy as np
 import tfpps  # noqa: F401
 import tensorflow as tf
 
+from tfpps.data.dataset_dir import item_text_files
 from tfpps.data.pipeline import read_tfrecords
 from tfpps.spec import schema
 
@@ -62,7 +63,7 @@ def item_word_table(data, num_items: int, max_words: int = 200) -> tuple[np.ndar
 
     Items without text (or datasets built without ``--metadata``) have length 0.
     """
-    files = data.item_text_files()
+    files = item_text_files(data.path)
     rows: dict[int, list[int]] = {}
     if files:
         for rec in read_tfrecords(files, schema.ITEM_TEXT).as_numpy_iterator():
