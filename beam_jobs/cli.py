@@ -33,7 +33,7 @@ dataset behind.
 
 The job never loses a user's data and never publishes a useless dataset:
 ``--overwrite`` replaces only a directory tfpps created (its
-``.tfpps`` marker or ``dataset.json``; :mod:`tfpps.ownership`), every dataset it
+``.tfpps`` marker or ``dataset.json``; :mod:`tfpps.spec.ownership`), every dataset it
 publishes carries the marker; a build that ends with no examples (no events
 parsed, every event filtered away, a search dataset without queries) is
 refused with the stage that emptied it (:func:`beam_jobs.summary.empty_dataset_reason`); a disk
@@ -61,7 +61,7 @@ from beam_jobs.publish import (
 from beam_jobs.reading import check_files, expand_inputs, raise_source_errors, source_error_from_runner
 from beam_jobs.sources import get_source, hem_qrels
 from beam_jobs.summary import empty_dataset_reason, finalize, read_stats, summary_table
-from tfpps import ownership
+from tfpps.spec import ownership
 
 
 def run(argv: list[str]) -> dict:

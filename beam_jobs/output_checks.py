@@ -9,7 +9,7 @@ exactly what the pipeline counted, i.e.
 * each vocabulary file has ``vocab_<name>`` rows (the combiner's count).
 
 Only those files are counted, each by its own pattern: the other files of a dataset (``stats.json``,
-``dataset.json``, the ``.tfpps`` ownership marker of :mod:`tfpps.ownership`) are not data and are left alone,
+``dataset.json``, the ``.tfpps`` ownership marker of :mod:`tfpps.spec.ownership`) are not data and are left alone,
 so the checks give the same answer on the finished dataset as on the temp output they run on.
 
 Counting TFRecords needs no TensorFlow: a record is framed as ``uint64 length, uint32 crc, data[length],

@@ -14,7 +14,7 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
-from tfpps import ownership
+from tfpps.spec import ownership
 
 
 def read_text(path: str) -> str | None:
@@ -113,8 +113,8 @@ def _delete_remote_tree(path: str) -> None:
 
 
 def check_replaceable(out: str, flag: str = "--output") -> None:
-    """Raise :class:`tfpps.ownership.NotOurs` (one line) unless ``out`` is absent, empty or a dataset tfpps
-    created, i.e. unless replacing it loses nothing of anyone's. Locally :func:`tfpps.ownership.check_replaceable`;
+    """Raise :class:`tfpps.spec.ownership.NotOurs` (one line) unless ``out`` is absent, empty or a dataset tfpps
+    created, i.e. unless replacing it loses nothing of anyone's. Locally :func:`tfpps.spec.ownership.check_replaceable`;
     on object stores ``out`` must hold ``dataset.json``, the ``.tfpps`` marker or a killed publish's
     ``_PUBLISHING`` marker."""
     from tfpps.spec import schema

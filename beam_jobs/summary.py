@@ -13,7 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 from beam_jobs import cleaning
 from beam_jobs.flags import split_name
 from beam_jobs.publish import read_text, write_text
-from tfpps import ownership
+from tfpps.spec import ownership
 
 STATS_TMP = "_stats"
 

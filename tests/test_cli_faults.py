@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from serving_helpers import write_tiny_dataset
-from tfpps import ownership
+from tfpps.spec import ownership
 from tfpps.cli import evaluate, recommend
 from tfpps.cli.train import main as train_main
 from tfpps.runs import resume, trainer

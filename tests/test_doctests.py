@@ -6,7 +6,7 @@ import pytest
 
 import tfpps  # noqa: F401
 
-MODULES = ["tfpps.cli.parser", "tfpps.runs.run_dir", "tfpps.models.base", "tfpps.registry", "tfpps.ownership"]
+MODULES = ["tfpps.cli.parser", "tfpps.runs.run_dir", "tfpps.models.base", "tfpps.registry", "tfpps.spec.ownership"]
 
 
 @pytest.mark.parametrize("name", MODULES)

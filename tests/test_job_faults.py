@@ -18,7 +18,7 @@ import pytest
 
 from beam_jobs import build_features, output_checks, publish, quiet, summary
 from beam_jobs.flags import parse_args
-from tfpps import ownership
+from tfpps.spec import ownership
 from tfpps.spec import schema
 
 REPO = Path(__file__).resolve().parents[1]

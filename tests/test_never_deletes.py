@@ -14,7 +14,7 @@ import pytest
 import tfpps.config as config
 from beam_jobs import cli, publish, summary
 from beam_jobs.flags import JobError
-from tfpps import ownership
+from tfpps.spec import ownership
 from tfpps.cli import build as data_build
 from tfpps.data import datasets
 from tfpps.spec import schema

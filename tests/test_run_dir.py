@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from serving_helpers import write_tiny_dataset
-from tfpps import ownership
+from tfpps.spec import ownership
 from tfpps.config import ConfigError
 from tfpps.runs import RunDir, has_results, is_run_dir, load_run
 from tfpps.runs import run_dir as run_dir_mod
@@ -166,11 +166,11 @@ def test_load_of_a_neural_run_without_weights_is_one_line(data, tmp_path):
 
 
 def test_no_run_dir_file_name_is_spelled_outside_run_dir():
-    """The run directory's file names live in tfpps/runs/run_dir.py alone (as string literals); tfpps/ownership.py,
+    """The run directory's file names live in tfpps/runs/run_dir.py alone (as string literals); tfpps/spec/ownership.py,
     which run_dir imports, repeats two of them as the evidence of an unmarked run (checked equal below)."""
     names = ("config.yaml", "metrics.json", "validation.json", "history.csv", "weights/best", "train.log")
     pattern = re.compile("[\"'](" + "|".join(re.escape(n) for n in names) + ")[\"']")
-    exempt = {REPO / "tfpps" / "runs" / "run_dir.py", REPO / "tfpps" / "ownership.py"}
+    exempt = {REPO / "tfpps" / "runs" / "run_dir.py", REPO / "tfpps" / "spec" / "ownership.py"}
     files = [p for p in (REPO / "tfpps").rglob("*.py") if p not in exempt]
     for group in ("", "accuracy", "references", "scale", "speed"):
         files += sorted((REPO / "benchmarks" / group).glob("*.py"))
@@ -180,7 +180,7 @@ def test_no_run_dir_file_name_is_spelled_outside_run_dir():
 
 
 def test_ownership_recognises_an_unmarked_run_by_the_run_dirs_own_file_names():
-    from tfpps import ownership
+    from tfpps.spec import ownership
     from tfpps.runs import run_dir
     from tfpps.spec import schema
 

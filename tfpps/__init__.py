@@ -1,7 +1,9 @@
 """tfpps: personalized product search and sequential recommendation on TensorFlow.
 
 TFRS 0.7.7 only works with Keras 2, so the legacy Keras switch must be set
-before TensorFlow is imported anywhere. Importing ``tfpps`` first guarantees it.
+before TensorFlow is imported anywhere. Importing ``tfpps`` first guarantees it; every module of the
+package gets it by being in the package (Python runs this file before any ``tfpps.*`` module), so only
+code outside the package (tests, benchmarks, scripts) imports ``tfpps`` for the switch alone.
 
 Quiet by default: unless ``TF_CPP_MIN_LOG_LEVEL`` is set in the environment,
 TensorFlow's C++ log lines (``Unable to register cuFFT/cuDNN/cuBLAS factory``

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 import time
 
-import tfpps  # noqa: F401
 from tfpps.cli.parser import OneLineParser
 from tfpps.config import ConfigError, build_run_config
 from tfpps.data.datasets import ensure_dataset

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import sys
 
-import tfpps  # noqa: F401
 from tfpps.cli.parser import OneLineParser
 from tfpps.config import ConfigError  # no TensorFlow import before the flags are checked
 from tfpps.runs.run_dir import RunDir

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        from tfpps.ownership import NotOurs
+        from tfpps.spec.ownership import NotOurs
 
         if not isinstance(exc, NotOurs) and type(exc).__name__ not in ("JobError", "SourceError", "DatasetError"):
             raise

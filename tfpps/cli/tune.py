@@ -46,7 +46,6 @@ import json
 import shutil
 import sys
 
-import tfpps  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfpps.cli.parser import OneLineParser
 from tfpps.config import ConfigError, build_run_config, parse_override_flags
 from tfpps.tuning.results import collect_trials, format_value, results_table, write_best_yaml, write_results

@@ -7,7 +7,7 @@ convert its logs to Amazon review dumps first). Placeholders in flag values:
 ``{shared}`` = the shared real-data folder (``$TFPPS_SHARED_DATA`` or
 ``../shared/data`` beside the repo), ``{raw}`` = where generated raw logs go.
 
-tfpps never builds over a directory it did not create (:mod:`tfpps.ownership`): a missing dataset is
+tfpps never builds over a directory it did not create (:mod:`tfpps.spec.ownership`): a missing dataset is
 built only into an absent or empty directory, or replaced (``--overwrite``) when the directory is a
 tfpps dataset; anything else stops with one line naming the flag the directory came from.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tfpps import ownership
+from tfpps.spec import ownership
 from tfpps.config import REPO_ROOT, ConfigError, dataset_config_path, load_yaml
 from tfpps.data.dataset_dir import is_dataset, read_meta
 from tfpps.spec import schema
@@ -71,7 +71,7 @@ def ensure_dataset(name: str, data_dir: str = "", beam_args: list[str] | None = 
     a ``data_dir`` the caller chose is used as it is, with a note, and never overwritten.
     ``rebuild``: build again even when a current build is there (``tfpps.data.build --rebuild``).
     A directory that exists, is not empty and is not a tfpps dataset is never built over:
-    :class:`tfpps.ownership.NotOurs` (one line; ``flag`` names where the directory came from).
+    :class:`tfpps.spec.ownership.NotOurs` (one line; ``flag`` names where the directory came from).
     """
     cfg_path = dataset_config_path(name)
     if not cfg_path.exists():

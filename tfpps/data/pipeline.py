@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.spec import schema

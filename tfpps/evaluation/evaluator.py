@@ -57,7 +57,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.spec.schema import FIRST_ID

@@ -59,7 +59,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 TIES = ("standard", "conservative")

@@ -24,7 +24,6 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.evaluation.evaluator import exclusion_mask

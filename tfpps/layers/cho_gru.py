@@ -46,7 +46,6 @@ from typing import Callable
 
 import numpy as np
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 

@@ -24,7 +24,6 @@ Example:
 """
 from __future__ import annotations
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 QUERY_ENCODERS = ("fs", "mean", "gru")

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 

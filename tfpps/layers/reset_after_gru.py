@@ -47,7 +47,6 @@ from typing import Callable
 
 import numpy as np
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.layers.cho_gru import NUMPY_ACTIVATIONS, ChoGRUCell, GateStackedUniform, numpy_sigmoid

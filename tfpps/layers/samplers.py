@@ -27,7 +27,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.spec.schema import FIRST_ID

@@ -31,7 +31,6 @@ from __future__ import annotations
 from typing import Any
 
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 

@@ -2,7 +2,6 @@
 learning-rate decay, and GRU4Rec's Adagrad with momentum (:mod:`tfpps.optimizers.adagrad_momentum`)."""
 from __future__ import annotations
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 

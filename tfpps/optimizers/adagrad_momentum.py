@@ -33,7 +33,6 @@ Example::
 """
 from __future__ import annotations
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 

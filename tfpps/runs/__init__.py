@@ -7,7 +7,7 @@
 * :mod:`tfpps.runs.distribute`: tf.distribute strategies; :mod:`tfpps.runs.launch`: local multi-worker runs;
 * :mod:`tfpps.runs.resume`: exact resume after a kill.
 
-Importing this package must stay free of TensorFlow (``tfpps.ownership``, ``tfpps.report`` and the
+Importing this package must stay free of TensorFlow (``tfpps.spec.ownership``, ``tfpps.report`` and the
 commands' argument checks use it before TensorFlow loads): only :mod:`tfpps.runs.run_dir` is imported here.
 """
 from tfpps.runs.run_dir import LoadedRun, RunDir, has_results, is_run_dir, load_run

@@ -45,7 +45,6 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps import registry

@@ -4,7 +4,7 @@ With ``strict=True`` (the ``tfpps.train`` command) the trainer checks an existin
 (:func:`check_run_dir`): a directory that is not a tfpps run is refused, a run with another config is
 refused (``--fresh`` or another ``--run_dir``), and a complete run (``metrics.json``, same config) is not
 trained again: its metrics are printed (:func:`report_complete`). ``--fresh`` empties a tfpps run dir
-(:func:`clear_run_dir`), never a directory that is not one (:mod:`tfpps.ownership`).
+(:func:`clear_run_dir`), never a directory that is not one (:mod:`tfpps.spec.ownership`).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Mapping
 
 import yaml
 
-from tfpps import ownership
+from tfpps.spec import ownership
 from tfpps.config import ConfigError, RunConfig, run_config_from_dict
 from tfpps.data.datasets import target_dir
 from tfpps.errors import first_line
@@ -60,7 +60,7 @@ def check_run_dir(run: RunConfig, run_dir: Path, fresh: bool, strict: bool, flag
     """Decide what to do with an existing run directory, before anything is written; returns the saved
     result (``metrics.json``) of a complete run that ``strict`` mode does not train again, else None.
 
-    Raises :class:`tfpps.ownership.NotOurs` (one line) for a path that is a file, or that ``--fresh``
+    Raises :class:`tfpps.spec.ownership.NotOurs` (one line) for a path that is a file, or that ``--fresh``
     would delete (or ``strict`` mode would write into) while it is not a tfpps run; ``ConfigError``
     in ``strict`` mode for a run dir holding a run with another config."""
     exists = os.path.lexists(run_dir)

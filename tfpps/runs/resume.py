@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.runs.run_dir import write_json_atomic  # noqa: F401  (the state files' atomic writes)

@@ -3,7 +3,7 @@
 A training run (``tfpps.train``, a ``tfpps.tune`` trial) writes one directory::
 
     config.yaml          the resolved RunConfig (data.dir absolute)        RunDir.config
-    .tfpps               marks it as a tfpps run (tfpps.ownership)          RunDir.marker
+    .tfpps               marks it as a tfpps run (tfpps.spec.ownership)          RunDir.marker
     weights/best*        weights of the best validation epoch (TF ckpt)     RunDir.best_weights
     backup/              BackupAndRestore: the last finished epoch          RunDir.backup
     history.csv          loss and validation metrics per epoch (CSVLogger)  RunDir.history
@@ -19,7 +19,7 @@ The names on disk never change (existing run dirs must keep loading). Two questi
 two names: :func:`is_run_dir` (it holds ``config.yaml``: a run whose model can be loaded, what
 ``tfpps.evaluate``, ``tfpps.export`` and ``tfpps.recommend`` need) and :func:`has_results` (it holds
 ``validation.json``, ``history.csv`` or ``metrics.json``: something ``tfpps.report`` can plot). Whether
-tfpps may delete it is a third one, :func:`tfpps.ownership.is_owned` (:meth:`RunDir.is_owned`).
+tfpps may delete it is a third one, :func:`tfpps.spec.ownership.is_owned` (:meth:`RunDir.is_owned`).
 
 No TensorFlow at import (``tfpps.report``, ``tfpps.export``'s argument checks and
 ``tfpps.recommend`` use this module before TensorFlow loads); :meth:`RunDir.load` and
@@ -113,7 +113,7 @@ class RunDir:
 
     @property
     def marker(self) -> Path:
-        from tfpps import ownership
+        from tfpps.spec import ownership
 
         return self.path / ownership.MARKER
 
@@ -179,7 +179,7 @@ class RunDir:
 
     def is_owned(self) -> bool:
         """tfpps created it as a run (its marker, or a run written before the marker): it may replace it."""
-        from tfpps import ownership
+        from tfpps.spec import ownership
 
         return ownership.is_owned(self.path, ownership.RUN)
 

@@ -10,7 +10,7 @@ A run directory holds everything needed to reproduce and evaluate a run (its fil
     validation.json   early-stopping state (best metric, epochs without gain)
     tensorboard/      TensorBoard logs
     metrics.json      test metrics of the best weights
-    .tfpps            marks the directory as a tfpps run (:mod:`tfpps.ownership`)
+    .tfpps            marks the directory as a tfpps run (:mod:`tfpps.spec.ownership`)
 
 tfpps deletes a run directory (``--fresh``) only when it is one of its own
 runs; with ``strict=True`` (the ``tfpps.train`` command) an existing run
@@ -45,10 +45,10 @@ from typing import Mapping
 import numpy as np
 import yaml
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
-from tfpps import ownership, registry
+from tfpps import registry
+from tfpps.spec import ownership
 from tfpps.config import REPO_ROOT, RunConfig
 from tfpps.data.dataset_dir import DatasetDir, DatasetError, cached
 from tfpps.data.datasets import ensure_dataset, resolve_path
@@ -124,7 +124,7 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
     ``init_weights``: a weights checkpoint (e.g. another run's ``weights/best``) to start from instead of
     the initialisation; Hyperband sweeps continue a trial this way. A backup in the run dir still wins.
 
-    ``fresh``: empty the run dir first (only a tfpps run dir: :mod:`tfpps.ownership`). ``strict`` (the
+    ``fresh``: empty the run dir first (only a tfpps run dir: :mod:`tfpps.spec.ownership`). ``strict`` (the
     command line): refuse a run dir that is not a tfpps run or holds another config, and do not train a
     complete run again (its saved result is returned, with ``"complete": True``). ``flags``: how the user
     spelled ``train.run_dir`` / ``data.dir`` (e.g. ``--run_dir``), for the one-line errors.

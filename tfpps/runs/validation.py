@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.config import RunConfig

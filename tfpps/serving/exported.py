@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.spec.schema import OOV_ID

@@ -40,7 +40,6 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 from tensorflow_recommenders.layers import factorized_top_k
 

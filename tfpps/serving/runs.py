@@ -14,7 +14,6 @@ from typing import Sequence
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.runs.run_dir import LoadedRun, load_run  # noqa: F401  (LoadedRun: re-exported)

@@ -13,7 +13,6 @@ Example:
 """
 from __future__ import annotations
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 

@@ -51,7 +51,6 @@ once ``p < 1e-24``, a loss above 55 nats on one row).
 """
 from __future__ import annotations
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.spec.schema import FIRST_ID

@@ -10,7 +10,6 @@ and ``user_id``; records without any target are skipped.
 """
 from __future__ import annotations
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.data.examples.window import window

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.data.dataset_dir import cached

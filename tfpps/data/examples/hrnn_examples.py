@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.data.examples import user_parallel

@@ -12,7 +12,6 @@ import dataclasses
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.spec.schema import FIRST_ID

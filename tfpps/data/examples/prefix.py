@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.data.examples.basket import multi_target_examples

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.data.dataset_dir import item_text_files

@@ -37,7 +37,6 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.data.dataset_dir import cached

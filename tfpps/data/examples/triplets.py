@@ -31,7 +31,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.data.pipeline import finish

@@ -47,7 +47,6 @@ from typing import ClassVar, Sequence
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.data.examples.session_parallel import StepSchedule, assign_slots

@@ -1,7 +1,6 @@
 """In-graph history windows: for each target position of a sequence, the items before it, cut to ``max_len``."""
 from __future__ import annotations
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 

@@ -74,7 +74,6 @@ import dataclasses
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps import registry

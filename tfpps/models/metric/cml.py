@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.models.metric.metric_learning import MetricLearningConfig, MetricLearningModel

@@ -63,7 +63,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import non_negative, positive

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import REPO_ROOT, ConfigError, non_negative, positive

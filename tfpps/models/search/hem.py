@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps import registry

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of

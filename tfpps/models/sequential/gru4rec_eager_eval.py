@@ -35,7 +35,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.spec import schema

@@ -109,7 +109,6 @@ import math
 
 import numpy as np
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, positive, probability

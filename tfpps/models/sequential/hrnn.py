@@ -92,7 +92,6 @@ from typing import Any
 
 import numpy as np
 
-import tfpps  # noqa: F401
 import tensorflow as tf
 
 from tfpps.config import ConfigError, choice, non_negative, probability

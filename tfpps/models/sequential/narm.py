@@ -93,7 +93,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import tfpps  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 
 from tfpps.config import choice, positive, probability

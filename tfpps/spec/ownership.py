@@ -25,7 +25,7 @@ Example::
     >>> check_replaceable(d, RUN, "--run_dir")
     Traceback (most recent call last):
     ...
-    tfpps.ownership.NotOurs: --run_dir=...: exists and is not a tfpps run (no .tfpps marker); choose an empty or new directory
+    tfpps.spec.ownership.NotOurs: --run_dir=...: exists and is not a tfpps run (no .tfpps marker); choose an empty or new directory
 """
 from __future__ import annotations
 
