@@ -135,10 +135,11 @@ class ChoGRUCell(tf.keras.layers.Layer):
         cand = self._act(tf.matmul(r * h, self.Wh) + vx_h)
         return (1.0 - z) * h + z * cand
 
-    def numpy_project(self, x: np.ndarray) -> np.ndarray:
-        """:meth:`project_inputs` in NumPy on a snapshot of the weights: ids ``[M]`` or inputs ``[M, D]`` -> ``[M, 3H]``."""
+    def numpy_project(self) -> Callable[[np.ndarray], np.ndarray]:
+        """:meth:`project_inputs` in NumPy on a snapshot of the weights: ``project(x)``, ids ``[M]`` or
+        inputs ``[M, D]`` -> ``[M, 3H]``."""
         w, b = self.Wx.numpy(), self.b.numpy()
-        return w[x] + b if self.sparse_input_dim else x @ w + b
+        return (lambda x: w[x] + b) if self.sparse_input_dim else (lambda x: x @ w + b)
 
     def numpy_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """:meth:`recurrent_step` in NumPy on a snapshot of the weights: ``step(vx, h) -> h'``.

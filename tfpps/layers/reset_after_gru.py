@@ -102,10 +102,10 @@ class ResetAfterGRUCell(ChoGRUCell):
         n = self._act(vx_n + r * vh_n)
         return (1.0 - z) * n + z * h
 
-    def numpy_project(self, x: np.ndarray) -> np.ndarray:
-        """:meth:`project_inputs` in NumPy (see :meth:`ChoGRUCell.numpy_project`)."""
+    def numpy_project(self) -> Callable[[np.ndarray], np.ndarray]:
+        """:meth:`project_inputs` in NumPy on a snapshot of the weights (see :meth:`ChoGRUCell.numpy_project`)."""
         w, b = self.W_ih.numpy(), self.b_ih.numpy()
-        return w[x] + b if self.sparse_input_dim else x @ w + b
+        return (lambda x: w[x] + b) if self.sparse_input_dim else (lambda x: x @ w + b)
 
     def numpy_step(self) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """:meth:`recurrent_step` in NumPy on a snapshot of the weights (see :meth:`ChoGRUCell.numpy_step`)."""

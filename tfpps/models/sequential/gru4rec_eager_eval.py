@@ -31,7 +31,8 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import dataclasses
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -156,17 +157,25 @@ def rank_rows(states, targets: np.ndarray, weights, bias, ties: str = "standard"
     return np.where(np.isnan(target_scores[:, 0]), scores.shape[1], count - own + 1)
 
 
-def _input_vectors(model: Any, ids: np.ndarray) -> np.ndarray:
-    """The first GRU layer's inputs for item ``ids`` (as ``model._input_embedding``): rows of the output
-    embedding (constrained), of the input embedding, or the ids themselves (one-hot input)."""
-    if model.params.constrained_embedding:
-        return model.Wy.numpy()[ids]
-    if model.params.embedding > 0:
-        return model.E.numpy()[ids]
-    return ids
+@dataclasses.dataclass(frozen=True)
+class NumpyGRU:
+    """A snapshot of a GRU4Rec model's GRU part in NumPy, taken once per evaluation: the first layer's
+    input table (``None``: one-hot input, the ids go to the first cell as they are) and, per layer,
+    the cell's ``numpy_project``, ``numpy_step`` and state size."""
+
+    input_table: np.ndarray | None
+    layers: tuple[tuple[Callable, Callable, int], ...]
+
+    @classmethod
+    def of(cls, model: Any) -> "NumpyGRU":
+        # the rows model._input_embedding gathers: the output embedding (constrained), the input embedding,
+        # or none (one-hot input: the first cell gathers its own input weights)
+        table = model.Wy if model.params.constrained_embedding else model.E if model.params.embedding > 0 else None
+        layers = tuple((cell.numpy_project(), cell.numpy_step(), int(cell.units)) for cell in model.cells)
+        return cls(None if table is None else table.numpy(), layers)
 
 
-def run_layers_eagerly(model: Any, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def run_layers_eagerly(gru: NumpyGRU, sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Every GRU state of ``sequences`` (sorted by length, longest first), computed in NumPy.
 
     Returns ``(states, offsets)``, time-major and unpadded: the sequences still running at step ``t``
@@ -184,12 +193,11 @@ def run_layers_eagerly(model: Any, sequences: Sequence[np.ndarray]) -> tuple[np.
     for r, seq in enumerate(sequences):
         items[r, : len(seq)] = seq
     ids = items.T[(np.arange(width)[None, :] < lengths[:, None]).T]  # time-major: step t's items, rows 0..n_t-1
-    x = _input_vectors(model, ids)
-    for cell in model.cells:
-        vx = cell.numpy_project(x)  # [offsets[-1], 3H], time-major
-        step = cell.numpy_step()
-        out = np.empty((len(vx), cell.units), vx.dtype)
-        h = np.zeros((running[0] if width else 0, cell.units), vx.dtype)
+    x = ids if gru.input_table is None else gru.input_table[ids]
+    for project, step, units in gru.layers:
+        vx = project(x)  # [offsets[-1], 3H], time-major
+        out = np.empty((len(vx), units), vx.dtype)
+        h = np.zeros((running[0] if width else 0, units), vx.dtype)
         for t in range(width):
             n, lo = int(running[t]), int(offsets[t])
             h = step(vx[lo : lo + n], h[:n])
@@ -198,14 +206,14 @@ def run_layers_eagerly(model: Any, sequences: Sequence[np.ndarray]) -> tuple[np.
     return x, offsets
 
 
-def stream_states(model: Any, sequences: Sequence[np.ndarray], points: Sequence[np.ndarray], chunk: int):
+def stream_states(gru: NumpyGRU, sequences: Sequence[np.ndarray], points: Sequence[np.ndarray], chunk: int):
     """Yield ``(states [M, H], rows)``: the states at the scoring points of ``chunk`` streams at a time,
     longest first, and the stream indices ``rows`` they came from (in that order)."""
     order = np.argsort([-len(s) for s in sequences], kind="stable")
-    units = model.cells[-1].units
+    units = gru.layers[-1][2]
     for start in range(0, len(order), chunk):
         rows = order[start : start + chunk]
-        states, offsets = run_layers_eagerly(model, [sequences[r] for r in rows])
+        states, offsets = run_layers_eagerly(gru, [sequences[r] for r in rows])
         counts = np.array([len(points[r]) for r in rows])
         row_of = np.repeat(np.arange(len(rows)), counts)
         ends = np.concatenate([points[r] for r in rows])  # state after e items; e = 0: the zero state
@@ -231,7 +239,7 @@ def evaluate_eagerly(model: Any, data: Any, split: str, run: Any, ks: Sequence[i
         raise ValueError(f"score_fn returned scores for {int(weights.shape[0])} items, expected num_items={data.num_items}")
     rows_per_rank = max(1, min(4096, SCORES_PER_CHUNK // max(1, int(weights.shape[0]))))
     ranks: list[np.ndarray] = []
-    for states, rows in stream_states(model, sequences, points, int(run.eval.batch_size)):
+    for states, rows in stream_states(NumpyGRU.of(model), sequences, points, int(run.eval.batch_size)):
         wanted = np.concatenate([point_targets[r] for r in rows])
         for lo in range(0, int(states.shape[0]), rows_per_rank):
             ranks.append(rank_rows(states[lo : lo + rows_per_rank], wanted[lo : lo + rows_per_rank], weights, bias, ties))
