@@ -134,6 +134,15 @@ def run_tfpps_cached(out: Path, argv: list[str], reuse: bool) -> dict:
     return json.loads(out.read_text())
 
 
+def model_list(parser, text: str, known) -> list[str]:
+    """The ``--models`` comma list, each name checked against ``known`` (``parser.error`` names the unknown ones)."""
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(known))
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    return models
+
+
 def mean_sd(values: list[float], scale: float = 1.0, digits: int = 4) -> str:
     """``0.1234`` for one value, ``0.1234 ± 0.0056`` (sample sd) for several; values multiplied by ``scale``."""
     values = [v * scale for v in values]

@@ -60,7 +60,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import REPO, bar_plot, machine, mean_sd, results_dir, run_tfpps_cached, table, write_results
+from benchmarks.common import REPO, bar_plot, machine, mean_sd, model_list, results_dir, run_tfpps_cached, table, write_results
 
 RESULTS = results_dir(__file__)
 
@@ -210,10 +210,7 @@ def main(argv=None) -> int:
     p.add_argument("--reuse", action="store_true", help="reuse per-model results made with the same arguments")
     p.add_argument("--out-name", default=None, help="results name (default public_<dataset>)")
     args = p.parse_args(argv)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = sorted(set(models) - set(MODELS))
-    if unknown:
-        p.error(f"--models: unknown {', '.join(unknown)}; known: {', '.join(MODELS)}")
+    models = model_list(p, args.models, MODELS)
     if args.seeds < 1:
         p.error("--seeds must be >= 1")
 
