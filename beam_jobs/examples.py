@@ -37,6 +37,16 @@ Search records (``--kind=search``), after Ai et al. (SIGIR 2017)
     set is computed by the Beam job (:func:`query_uniform`,
     :func:`released_query`) and passed to :func:`build_search_records`.
 
+    With ``search_split=given``, *validation* queries can be held out the same
+    way (``valid_query_fraction``): a seeded share of the distinct training
+    queries (drawn by :func:`query_uniform` under the salted seed
+    :func:`valid_query_seed`, one released per product as above) never
+    trains. The training purchases bought with such a query become the
+    validation purchases (their pairs with other queries are dropped), so
+    every validation query is unseen in training, as every test query of
+    the HEM benchmark is: a validation that predicts the test instead of
+    rewarding memorised training queries.
+
     Training records are one per (purchase, query) with ``history_item_ids``
     = the user's training purchases made before it (the ``max_history``
     most recent), ``history_queries`` the (first training) query of each and
@@ -70,6 +80,7 @@ class ExampleOptions:
     max_history: int = 100
     search_split: str = "time"
     test_query_fraction: float = 0.0
+    valid_query_fraction: float = 0.0
     split_seed: int = 2021
 
     def __post_init__(self):
@@ -79,6 +90,8 @@ class ExampleOptions:
             raise ValueError(f"unknown search split {self.search_split!r}; expected one of {', '.join(SEARCH_SPLITS)}")
         if not 0 <= self.test_query_fraction < 1:
             raise ValueError(f"test_query_fraction={self.test_query_fraction}: must be in [0, 1)")
+        if not 0 <= self.valid_query_fraction < 1:
+            raise ValueError(f"valid_query_fraction={self.valid_query_fraction}: must be in [0, 1)")
         if not 0 < self.test_fraction < 1 or not 0 <= self.valid_fraction < 1 or self.test_fraction + self.valid_fraction >= 1:
             raise ValueError("test_fraction and valid_fraction must be in (0, 1) and sum to less than 1")
 
@@ -157,6 +170,11 @@ def released_query(seed: int, item: str, queries: Collection[str], fraction: flo
     return min(sorted(queries), key=lambda q: _uniform(seed, "release", item, q))
 
 
+def valid_query_seed(split_seed: int) -> str:
+    """The seed of the validation-query draw: ``split_seed`` salted, so it never repeats the test-query draw."""
+    return f"{split_seed}:valid"
+
+
 def _eval_positions(user: str, n: int, opts: ExampleOptions) -> tuple[set[int], set[int]]:
     """(test, valid) purchase positions of a user with ``n`` purchases."""
     n_test = max(1, math.floor(n * opts.test_fraction + 0.5)) if n >= 2 else 0
@@ -169,16 +187,24 @@ def _eval_positions(user: str, n: int, opts: ExampleOptions) -> tuple[set[int], 
     return set(order[:n_test]), set(order[n_test : n_test + n_valid])
 
 
-def given_split(user: str, purchases: list[dict], opts: ExampleOptions) -> list[str]:
+def given_split(user: str, purchases: list[dict], opts: ExampleOptions,
+                valid_queries: Collection[str] | None = None) -> list[str]:
     """``search_split=given``: the split of each purchase: its own (``train`` when it has none), with a
     seeded share (``valid_fraction``, draw fixed by (``split_seed``, user)) of the user's training purchases
-    moved to ``valid``; a user keeps at least one training purchase.
+    moved to ``valid``; a user keeps at least one training purchase. With ``valid_queries`` (the held-out
+    validation queries) the training purchases bought with one of them are ``valid`` instead, as the
+    benchmark's test purchases are the ones bought with a test query (``valid_fraction`` is not used).
 
     >>> evs = [{"split": "train"}] * 9 + [{"split": "test"}]
     >>> given_split("u", evs, ExampleOptions(search_split="given", valid_fraction=0.2)).count("valid")
     2
+    >>> given_split("u", [{"query": "red shoe"}, {"queries": ["blue hat", "hat"]}], ExampleOptions(), {"hat"})
+    ['train', 'valid']
     """
     split_of = [e.get("split") or "train" for e in purchases]
+    if valid_queries is not None:
+        return ["valid" if s == "train" and set(event_queries(e)) & set(valid_queries) else s
+                for e, s in zip(purchases, split_of)]
     train_pos = [i for i, s in enumerate(split_of) if s == "train"]
     n = len(train_pos)
     n_valid = min(math.floor(n * opts.valid_fraction + 0.5), n - 1) if n >= 2 else 0
@@ -189,7 +215,8 @@ def given_split(user: str, purchases: list[dict], opts: ExampleOptions) -> list[
 
 
 def build_search_records(
-    user: str, events: Iterable[dict], opts: ExampleOptions, test_queries: Collection[str] | None = None
+    user: str, events: Iterable[dict], opts: ExampleOptions, test_queries: Collection[str] | None = None,
+    valid_queries: Collection[str] | None = None,
 ) -> tuple[dict[str, list[dict]], dict]:
     """Training pairs and per-(user, query) evaluation records; see the module docstring.
 
@@ -197,6 +224,9 @@ def build_search_records(
     events' own split is kept (:func:`given_split`), repeats are dropped within a split only, and test
     records' history is every purchase of the user's given training part (validation ones included:
     they are training purchases of the benchmark), validation records' the purchases left in training.
+    ``valid_queries`` (``search_split=given`` only): the training queries held out for validation; a pair
+    of a training purchase with one, and a pair of a validation purchase without one, is dropped (counted
+    as ``pairs_dropped_valid_query_holdout``).
     """
     given = opts.search_split == "given"
     purchases, bought = [], set()
@@ -216,16 +246,17 @@ def build_search_records(
         return out, counters
     n = len(purchases)
     if given:
-        split_of = given_split(user, purchases, opts)
+        split_of = given_split(user, purchases, opts, valid_queries)
         counters["valid_purchases_carved"] = sum(s == "valid" and (e.get("split") or "train") == "train"
                                                  for e, s in zip(purchases, split_of))
     else:
         test_pos, valid_pos = _eval_positions(user, n, opts)
         split_of = ["test" if i in test_pos else "valid" if i in valid_pos else "train" for i in range(n)]
-    train_history = [_history_entry(e, test_queries) for e, s in zip(purchases, split_of) if s == "train"]
+    not_training = test_queries if valid_queries is None else valid_queries  # queries a history may not name
+    train_history = [_history_entry(e, not_training) for e, s in zip(purchases, split_of) if s == "train"]
     eval_history = {"valid": train_history, "test": train_history}
     if given:  # the benchmark's whole training part: the items a test ranking must leave out
-        eval_history["test"] = [_history_entry(e, test_queries) for e in purchases if (e.get("split") or "train") == "train"]
+        eval_history["test"] = [_history_entry(e, not_training) for e in purchases if (e.get("split") or "train") == "train"]
     counters.update(users=1, interactions=n)
 
     def count(name: str) -> None:
@@ -238,6 +269,9 @@ def build_search_records(
             held_out = test_queries is not None and query in test_queries
             if test_queries is not None and held_out != (split != "train"):
                 count("pairs_dropped_query_holdout")
+                continue
+            if valid_queries is not None and split != "test" and (query in valid_queries) != (split == "valid"):
+                count("pairs_dropped_valid_query_holdout")
                 continue
             if split == "train":
                 out["train"].append({
@@ -256,7 +290,7 @@ def build_search_records(
             if e["item_id"] not in rec["target_items"]:
                 rec["target_items"].append(e["item_id"])
         if split == "train":
-            history.append(_history_entry(e, test_queries))
+            history.append(_history_entry(e, not_training))
     return out, counters
 
 

@@ -40,6 +40,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
     events, dead = read.events, read[DEAD]
     stats.append(read[COUNTS])  # rows_read == events_parsed + rows_dead_lettered + rows_blank + rows_header
     item_words = None  # (item, text words) of --source=hem_qrels: its training queries or training reviews
+    item_words_from_queries = False
     if args.reviews:  # --source=hem_qrels: item text from the training reviews; their bad lines are dead letters
         reviews = hem_qrels.TrainingReviewText(args.reviews, hem_qrels.review_ids_file(args.input))
         item_words = p | "TrainingReviewText" >> reviews
@@ -70,9 +71,16 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         f"{tmp_out}/{schema.DEAD_LETTER_DIR}/part", file_name_suffix=".jsonl"
     )
     if args.source == hem_qrels.SOURCE_NAME:  # one qrels line per (user, query, item): one event per purchase
+        (
+            p
+            | "QueryIds" >> beam.Create(hem_qrels.query_source_ids(args.input))
+            | "WriteQueryIds" >> beam.io.WriteToText(f"{tmp_out}/{schema.VOCAB_DIR}/{schema.QUERY_SOURCE_IDS_FILE}",
+                                                     num_shards=1, shard_name_template="")
+        )
         events = events | "QrelsPurchases" >> hem_qrels.PurchasesFromQrels()
         stats.append(counted(events, "qrels_purchases"))
-        if item_words is None:
+        item_words_from_queries = item_words is None
+        if item_words_from_queries and not args.valid_query_fraction > 0:  # else after the validation-query draw
             item_words = events | "TrainingQueryText" >> hem_qrels.TrainingQueryText()
 
     eval_events = None
@@ -141,11 +149,23 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         held_out = events | "HeldOutQueries" >> HeldOutQueries(args.test_query_fraction, args.split_seed)
         stats.append(counted(held_out, "test_only_queries"))
         test_queries = beam.pvalue.AsSingleton(held_out | "QuerySet" >> beam.combiners.ToSet())
+    valid_queries = None  # --valid_query_fraction: training queries held out for validation (given split)
+    if args.kind == "search" and args.search_split == "given" and args.valid_query_fraction > 0:
+        valid_held = (
+            events
+            | "GivenTrainingEvents" >> beam.Filter(lambda e: (e.get("split") or "train") == "train")
+            | "ValidQueries" >> HeldOutQueries(args.valid_query_fraction, examples.valid_query_seed(args.split_seed))
+        )
+        stats.append(counted(valid_held, "valid_only_queries"))
+        valid_queries = beam.pvalue.AsSingleton(valid_held | "ValidQuerySet" >> beam.combiners.ToSet())
+        if item_words_from_queries:  # the item->word text must not name a validation query either
+            item_words = events | "TrainingQueryText" >> hem_qrels.TrainingQueryText(valid_queries)
     stats.append(counted(events, f"{cleaning.CHECK_PREFIX}group_by_user:expected"))  # == the events _PerUserFn gets
     if grouped is None:
         grouped = events | "KeyByUser" >> beam.Map(lambda e: (e["user_id"], e)) | "GroupByUser" >> beam.GroupByKey()
     timeline = grouped | "PerUser" >> beam.ParDo(
-        _PerUserFn(args.kind, opts, ex_opts), max_timestamp=max_ts if max_ts is not None else 0, test_queries=test_queries
+        _PerUserFn(args.kind, opts, ex_opts), max_timestamp=max_ts if max_ts is not None else 0, test_queries=test_queries,
+        valid_queries=valid_queries,
     ).with_outputs("counts", main="records")
     records = timeline.records
     stats.append(timeline.counts | "TimelineCounts" >> beam.CombinePerKey(sum))
@@ -167,7 +187,8 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
     if args.kind == "search":
         # --search_split=given: validation queries are training queries too (their words count); words only in
         # test queries get no id (OOV), so test queries say nothing the training data does not
-        training_splits = ("train", "valid") if given_search else ("train",)
+        # --valid_query_fraction: validation-only query words get no id either, as test-only ones
+        training_splits = ("train", "valid") if given_search and not args.valid_query_fraction > 0 else ("train",)
         word_sources = [records | "WordOccurrences" >> beam.FlatMap(
             lambda sr, t=training_splits: [(w, int(sr[0] in t)) for w in sr[1]["query_words"]])]
         if meta_files:
@@ -361,7 +382,7 @@ class _PerUserFn(beam.DoFn):
     def __init__(self, kind: str, opts: timelines.TimelineOptions, ex_opts: examples.ExampleOptions):
         self.kind, self.opts, self.ex_opts = kind, opts, ex_opts
 
-    def process(self, kv, max_timestamp=0, test_queries=None):
+    def process(self, kv, max_timestamp=0, test_queries=None, valid_queries=None):
         user, evs = kv
         evs = list(evs)
         yield beam.pvalue.TaggedOutput("counts", (f"{cleaning.CHECK_PREFIX}group_by_user:kept", len(evs)))
@@ -371,7 +392,7 @@ class _PerUserFn(beam.DoFn):
         elif self.kind == "basket":
             by_split, counters = examples.build_basket_records(user, evs, self.ex_opts)
         else:
-            by_split, counters = examples.build_search_records(user, evs, self.ex_opts, test_queries)
+            by_split, counters = examples.build_search_records(user, evs, self.ex_opts, test_queries, valid_queries)
         for split, recs in by_split.items():
             for rec in recs:
                 yield split, rec

@@ -107,7 +107,8 @@ def finalize(tmp_out: str, args: argparse.Namespace, stats: dict, elapsed: float
 
 # search counters worth a summary line: the HEM benchmark's purchases, the given split's held-out queries and
 # their words without an id, the items with text
-_SEARCH_SUMMARY_KEYS = ("qrels_purchases", "valid_purchases_carved", "test_only_queries", "test_queries_seen_in_training",
+_SEARCH_SUMMARY_KEYS = ("qrels_purchases", "valid_purchases_carved", "valid_only_queries", "pairs_dropped_valid_query_holdout",
+                        "test_only_queries", "test_queries_seen_in_training",
                         "test_query_words", "test_query_words_oov", "item_text_records", "train_reviews_used")
 
 

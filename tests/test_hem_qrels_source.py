@@ -193,6 +193,66 @@ def test_validation_is_carved_from_training_only(tmp_path):
     assert len({(r["user"], r["query"]) for r in valid}) == len(valid)
 
 
+def test_validation_queries_held_out_are_unseen_in_training(tmp_path):
+    """--valid_query_fraction: seed 2 at 0.3 draws "charger" alone (A, its only product, keeps "case");
+    the training purchases bought with it become validation (their "case" pairs dropped), no training pair
+    names it, and neither the word vocabulary nor A's item text has "charger"."""
+    stats, out = build(tmp_path, "--valid_query_fraction=0.3", "--split_seed=2")
+    charger = normalized(QUERIES[1])
+    train, valid, test = records(out, "train"), records(out, "valid"), records(out, "test")
+    assert stats["stages"]["valid_only_queries"] == 1
+    assert charger not in {r["query"] for r in train}
+    assert valid and {r["query"] for r in valid} == {charger}
+    # the training purchases bought with "charger" (U1's and U2's A) are the validation purchases
+    assert sorted((r["user"], r["item"]) for r in valid) == [("U1", "A"), ("U2", "A")]
+    assert {(r["user"], r["item"]) for r in train} == {("U1", "B"), ("U1", "C"), ("U2", "D"), ("U3", "B"),
+                                                       ("U3", "D"), ("U3", "C")}
+    assert "charger" not in DatasetDir(out).vocab("words")
+    assert item_texts(out)["A"] == {"cell", "phone", "accessori", "case"}
+    assert len(test) == len(TEST_PAIRS)  # the official test part is untouched
+    st = stats["stages"]
+    assert st["pairs_dropped_valid_query_holdout"] == 2  # the "case" pairs of the two A purchases
+    assert all(r["history"] == [] or "A" not in r["history"] for r in valid)  # A is not a training purchase
+
+
+def test_valid_query_fraction_flags_are_checked(tmp_path):
+    root = write_benchmark(tmp_path / "hem")
+    base = ["--source=hem_qrels", f"--input={root}", f"--output={tmp_path / 'out'}", "--kind=search"]
+    with pytest.raises(JobError, match="must be in"):
+        cli.run(base + ["--valid_query_fraction=1.5"])
+    rows = tmp_path / "log.csv"
+    rows.write_text("user_id,item_id,timestamp,query\nu,i,1,q\n")
+    with pytest.raises(JobError, match="applies to --kind=search --search_split=given"):
+        cli.run(["--source=csv", f"--input={rows}", f"--output={tmp_path / 'o2'}", "--kind=search",
+                 "--valid_query_fraction=0.2"])
+
+
+def test_trec_files_use_the_official_query_ids(tmp_path):
+    """The run and qrels tfpps writes name (user, query) as the official qrels do, so the written qrels ARE the
+    official test.qrels (same lines) and trec_eval scores a run against the official file as is."""
+    import tensorflow as tf
+
+    from tfpps.data.examples.search import eval_examples
+    from tfpps.evaluation.trec import run_file_metrics, write_trec_files
+
+    _, out = build(tmp_path)
+    data = DatasetDir(out)
+    names = data.query_names()
+    queries = data.vocab("queries")
+    assert {names[i] for i, q in enumerate(queries) if q == normalized(QUERIES[2])} == {"2"}
+    batches = pipeline.batch_padded(eval_examples(data.records("test"), 20), 8)
+    num_items = len(data.vocab("items"))
+    score = lambda f: tf.tile(tf.range(num_items, dtype=tf.float32)[None, :], [tf.shape(f["user_id"])[0], 1])
+    run, qrels = write_trec_files(score, batches, data.vocab("users"), data.vocab("items"), tmp_path / "run" / "test",
+                                  query_names=names)
+    assert sorted(qrels.read_text().split("\n")[:-1]) == sorted(" ".join(line.split()) for line in TEST_QRELS)
+    assert {line.split()[0] for line in run.read_text().splitlines()} == {line.split()[0] for line in TEST_QRELS}
+    official = _gz(tmp_path / "official.qrels.gz", TEST_QRELS)
+    plain = tmp_path / "official.qrels"
+    plain.write_text(gzip.open(official, "rt").read())
+    assert run_file_metrics(run, plain) == run_file_metrics(run, qrels)
+
+
 # ----------------------------------------------------------------------------- item text
 def test_item_text_from_training_queries_only(tmp_path):
     stats, out = build(tmp_path)

@@ -103,6 +103,24 @@ def read_query_texts(path: str) -> tuple[str, ...]:
     return tuple(line.rstrip("\r").strip() for line in lines)
 
 
+def query_source_ids(input_dir: str) -> list[str]:
+    """``<normalised query>\t<query id>`` lines for every query of the benchmark's ``query_text.txt.gz``
+    (:data:`tfpps.spec.schema.QUERY_SOURCE_IDS_FILE`); SourceError when two ids normalise to one query (their
+    qrels could not be told apart)."""
+    from tfpps.spec.text import normalize_words
+
+    ids: dict[str, int] = {}
+    for query_id, text in enumerate(read_query_texts(_join(input_dir.rstrip("/"), QUERY_FILE))):
+        query = " ".join(normalize_words(text))
+        if not query:
+            continue
+        if query in ids:
+            raise SourceError(f"{QUERY_FILE}: queries {ids[query]} and {query_id} normalise to the same words "
+                              f"({query!r}); their qrels could not be told apart")
+        ids[query] = query_id
+    return [f"{query}\t{query_id}" for query, query_id in ids.items()]
+
+
 @dataclasses.dataclass(frozen=True)
 class QrelsState:
     """Per-file state: the file, its split and the query strings by id."""
@@ -192,15 +210,24 @@ def capped_words(text: str) -> list[str]:
 class TrainingQueryText(beam.PTransform):
     """Purchase events -> ``(item, words)``: the words of the queries the item was bought with in the
     TRAINING qrels (events of split ``train``; queries in sorted order, so every runner gives the same
-    words). Test queries never reach an item's text."""
+    words). Test queries never reach an item's text, nor do the validation-only queries ``valid_queries``
+    (a side input of a set; ``--valid_query_fraction``) when given."""
+
+    def __init__(self, valid_queries=None):
+        super().__init__()
+        self.valid_queries = valid_queries
 
     def expand(self, events):
         from beam_jobs.examples import event_queries
 
+        def pairs(e, held_out=None):
+            return [(e["item_id"], q) for q in event_queries(e) if not held_out or q not in held_out]
+
+        side = {} if self.valid_queries is None else {"held_out": self.valid_queries}
         return (
             events
             | "TrainingPurchases" >> beam.Filter(lambda e: e.get("split") == "train")
-            | "ItemTrainingQueries" >> beam.FlatMap(lambda e: [(e["item_id"], q) for q in event_queries(e)])
+            | "ItemTrainingQueries" >> beam.FlatMap(pairs, **side)
             | "DistinctItemQueries" >> beam.Distinct()
             | "QueriesByItem" >> beam.GroupByKey()
             | "QueryWords" >> beam.Map(lambda kv: (kv[0], capped_words(" ".join(sorted(kv[1])))))

@@ -4,6 +4,7 @@
     python -m benchmarks.accuracy.public_search --models=pop,bm25,qem --seeds=1
     python -m benchmarks.accuracy.public_search --recipe=faithful --models=qem,hem --seeds=1 --epochs=2   # the paper's optimiser
     python -m benchmarks.accuracy.public_search --reuse                           # reuse per-run results made with the same args
+    python -m benchmarks.accuracy.public_search --dataset=amazon-cellphones-hem-unseen-valid   # validation on held-out queries
 
 Data: ``configs/datasets/amazon-cellphones-hem.yaml`` (built on demand by the Beam job's ``--source=hem_qrels``):
 the official split kept exactly. Test = the 665 official (user, query) pairs with their 667 judgements over 30
@@ -44,6 +45,11 @@ from benchmarks.common import REPO, bar_plot, machine, mean_sd, model_list, resu
 RESULTS = results_dir(__file__)
 
 DATASET = "amazon-cellphones-hem"
+DATASETS = {  # --dataset: the same official split, with validation on training queries or on held-out ones
+    "amazon-cellphones-hem": "validation = 10% of each user's training purchases (training queries)",
+    "amazon-cellphones-hem-unseen-valid": "validation = the training purchases of 16 held-out training queries "
+                                          "(unseen in training, as the test queries are)",
+}
 MODELS = ("pop", "bm25", "qem", "hem", "aem", "zam", "hrnn_search")
 DEFAULT_MODELS = ("pop", "bm25", "qem", "hem", "aem", "zam")
 NONNEURAL = ("pop", "bm25")
@@ -64,7 +70,7 @@ def recipe_config(model: str, recipe: str) -> Path | None:
 
 def model_argv(model: str, args: argparse.Namespace) -> tuple[str, list[str]]:
     """(setting label, tfpps.train arguments without seed, run dir and verbosity)."""
-    argv = [f"--model={model}", f"--dataset={DATASET}"]
+    argv = [f"--model={model}", f"--dataset={args.dataset}"]
     config = recipe_config(model, args.recipe)
     setting = config.name if config else f"{model}.yaml"
     if config:
@@ -83,7 +89,10 @@ def run_model(model: str, args: argparse.Namespace) -> tuple[str, list[dict]]:
     seeds = [None] if model in NONNEURAL else [SEED0 + i for i in range(args.seeds)]
     results = []
     for seed in seeds:
-        tag = f"search-{args.recipe}-{model}" + (f"-seed{seed}" if seed is not None else "")
+        where = "" if args.dataset == DATASET else "-unseen" if args.dataset.endswith("unseen-valid") else f"-{args.dataset}"
+        tag = f"search-{args.recipe}{where}-{model}" + "".join(f"-{k.rsplit('.', 1)[-1]}{v}" for k, _, v in
+                                                               (item.partition("=") for item in args.set))
+        tag += f"-seed{seed}" if seed is not None else ""
         argv = [*base, *([f"--seed={seed}"] if seed is not None else []), f"--run_dir=runs/bench-{tag}", "--verbose=2"]
         results.append(run_tfpps_cached(RESULTS / "runs" / f"{tag}.json", argv, args.reuse))
     return setting, results
@@ -127,6 +136,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     p.add_argument("--recipe", choices=RECIPES, default="tuned")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=DATASET,
+                   help="; ".join(f"{k}: {v}" for k, v in DATASETS.items()))
     p.add_argument("--seeds", type=int, default=3, help="seeds per neural model (42, 43, ...)")
     p.add_argument("--epochs", type=int, default=0, help="epoch cap (train.epochs; 0: the recipe's)")
     p.add_argument("--patience", type=int, default=2, help="early-stopping patience (0: fixed epochs)")
@@ -159,13 +170,13 @@ def main(argv=None) -> int:
     print(f"machine: {info}; load average before {load_before}, after {load_after}")
     name = args.out_name or f"public_search_{args.recipe}"
     command = "python -m benchmarks.accuracy.public_search " + " ".join(argv if argv is not None else sys.argv[1:])
-    payload = {"started": started, "dataset": DATASET, "machine": info, "load_average_before": load_before,
+    payload = {"started": started, "dataset": args.dataset, "validation": DATASETS[args.dataset], "machine": info, "load_average_before": load_before,
                "load_average_after": load_after, "command": command, "settings": vars(args), "rows": rows, "raw": raw,
                "protocol": "best validation epoch (validation carved from the training qrels), test scored once; "
                            "all items ranked, training purchases removed, depth 100, trec_eval definitions"}
     print(f"wrote {write_results(RESULTS, name, payload)}")
     series = {"MAP": [r["map"] for r in rows], "MRR": [r["mrr"] for r in rows], "NDCG@10": [r["ndcg@10"] for r in rows]}
-    print(f"wrote {bar_plot(RESULTS, name, [r['model'] for r in rows], series, 'metric', f'{DATASET} ({args.recipe})')}")
+    print(f"wrote {bar_plot(RESULTS, name, [r['model'] for r in rows], series, 'metric', f'{args.dataset} ({args.recipe})')}")
     return 0
 
 

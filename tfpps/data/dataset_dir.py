@@ -123,6 +123,21 @@ class DatasetDir:
         """Tokens of vocabulary ``name`` (items/users/words/queries) in index order."""
         return [row[1] for row in self._vocab_rows(name)]
 
+    def query_names(self) -> list[str]:
+        """The name of each query index in TREC files: the source's own query id where the dataset has one
+        (:data:`~tfpps.spec.schema.QUERY_SOURCE_IDS_FILE`, e.g. the HEM benchmark's query line), else the
+        index itself; PAD and OOV are named by their index."""
+        queries = self.vocab("queries")
+        path = self.path / schema.VOCAB_DIR / schema.QUERY_SOURCE_IDS_FILE
+        source_ids: dict[str, str] = {}
+        if path.exists():
+            with open(path, encoding="utf-8") as fh:
+                for line in fh:
+                    query, sep, source_id = line.rstrip("\n").rpartition("\t")
+                    if sep:
+                        source_ids[query] = source_id
+        return [source_ids.get(q, str(i)) if i >= 2 else str(i) for i, q in enumerate(queries)]
+
     def vocab_counts(self, name: str) -> np.ndarray:
         """Training counts per index of vocabulary ``name`` (0 for PAD and OOV)."""
         return np.array([int(row[2]) for row in self._vocab_rows(name)], dtype=np.int64)

@@ -37,11 +37,15 @@ def write_trec_files(
     prefix: str | Path,
     model_name: str = "tfpps",
     depth: int = 100,
+    query_names: list[str] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``<prefix>.run`` and ``<prefix>.qrels``; returns their paths.
 
     ``batches`` are search evaluation batches (:func:`tfpps.data.examples.search.eval_examples`):
-    ``user_id``, ``query_id``, ``item_ids`` (masked history) and ``target_items``.
+    ``user_id``, ``query_id``, ``item_ids`` (masked history) and ``target_items``. ``query_names``
+    (:meth:`tfpps.data.dataset_dir.DatasetDir.query_names`) names each query index in the qid
+    ``<user>_<query>``; without it the index is the name. With the HEM benchmark's names the run scores
+    against its official ``test.qrels`` as is.
     """
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -57,7 +61,7 @@ def write_trec_files(
             top = tf.math.top_k(masked, k=min(depth, int(scores.shape[1])))
             values, indices = top.values.numpy(), top.indices.numpy()
             for row, (user, query) in enumerate(zip(features["user_id"].numpy(), features["query_id"].numpy())):
-                qid = f"{users[user]}_{int(query)}"
+                qid = f"{users[user]}_{query_names[int(query)] if query_names else int(query)}"
                 if qid in seen:  # one (user, query) can be held out only once per split; keep the first
                     continue
                 seen.add(qid)

@@ -227,7 +227,8 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
         own = getattr(model, "eval_dataset", None)
         batches = (own(data, "test", run) if callable(own) else None) or eval_batches(data, "test", run)
         run_file, _ = write_trec_files(model.score_items, batches, data.vocab("users"), data.vocab("items"),
-                                       RunDir(run_dir).trec_prefix("test"), model_name=run.model)
+                                       RunDir(run_dir).trec_prefix("test"), model_name=run.model,
+                                       query_names=data.query_names())
         result["trec_run"] = str(run_file)
     evaluator.write_metrics(RunDir(run_dir).metrics, result)
     limited = f", time-limited after epoch {len(epochs)} of {run.train.epochs}" if time_limited else ""

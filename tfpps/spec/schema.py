@@ -122,6 +122,10 @@ DEAD_LETTER_DIR = "dead_letter"
 ITEM_TEXT_DIR = "item_text"
 TFRECORD_SUFFIX = ".tfrecord.gz"
 VOCAB_FILES = {"items": "items.tsv", "users": "users.tsv", "words": "words.tsv", "queries": "queries.tsv"}
+QUERY_SOURCE_IDS_FILE = "query_source_ids.tsv"
+"""Under :data:`VOCAB_DIR`, written by sources whose queries have ids of their own (``--source=hem_qrels``: the
+line of ``query_text.txt.gz``): ``<normalised query>\t<source id>`` per line, so TREC files name queries as the
+source's qrels do (``<user>_<source id>``) and ``trec_eval`` scores a run against the official qrels file."""
 # Version of what the job writes for the same input and flags (in dataset.json as "job_version"); named
 # datasets built by an older version are rebuilt on first use. 1: same-timestamp events ordered by item
 # id. 2: same-timestamp events in log order, as RecBole and GRU4Rec's preprocessing order them.
