@@ -6,7 +6,7 @@ import pytest
 
 import tfpps  # noqa: F401
 
-MODULES = ["tfpps.cli.parser", "tfpps.runs.run_dir", "tfpps.models.base", "tfpps.registry", "tfpps.spec.ownership"]
+MODULES = ["tfpps.cli.parser", "tfpps.runs.run_dir", "tfpps.models.base", "tfpps.registry", "tfpps.spec.ownership", "tfpps.data.tfrecord_file"]
 
 
 @pytest.mark.parametrize("name", MODULES)

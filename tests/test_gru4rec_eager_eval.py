@@ -107,6 +107,19 @@ def test_rank_rows_ranks_as_the_evaluator(ties):
     want = ranks_from_scores_np(scores, targets, ties, np.arange(30) < 2)
     got = eager.rank_rows(tf.constant(states), targets, tf.constant(weights), tf.constant(bias), ties)
     np.testing.assert_array_equal(got, want)
+    scale = eager.weight_scale(weights, bias)
+    assert np.isnan(scale[1])  # the NaN bias: no shortcut, the NaN rows are still found
+    np.testing.assert_array_equal(eager.rank_rows(states, targets, weights, bias, ties, scale), want)
+    finite_bias = np.where(np.isnan(bias), 0.0, bias).astype(np.float32)
+    finite_want = ranks_from_scores_np(states @ weights.T + finite_bias, targets, ties, np.arange(30) < 2)
+    finite_scale = eager.weight_scale(weights, finite_bias)
+    assert eager._scores_finite(states, finite_scale)  # the bound holds: the NaN scan is skipped
+    np.testing.assert_array_equal(eager.rank_rows(states, targets, weights, finite_bias, ties, finite_scale), finite_want)
+    huge = weights * np.float32(1e37)  # scores overflow to +-inf and inf - inf = NaN: the bound refuses the shortcut
+    assert not eager._scores_finite(states, eager.weight_scale(huge, finite_bias))
+    huge_scores = states @ huge.T + finite_bias
+    np.testing.assert_array_equal(eager.rank_rows(states, targets, huge, finite_bias, ties, eager.weight_scale(huge, finite_bias)),
+                                  ranks_from_scores_np(huge_scores, targets, ties, np.arange(30) < 2))
     assert got[3] == 28  # NaN target: behind all 27 competitors (30 items less PAD, OOV and itself)
     pad_target = targets.copy()
     pad_target[0] = 1  # an OOV target takes the general path, as the evaluator ranks it

@@ -38,6 +38,7 @@ import numpy as np
 
 import tensorflow as tf
 
+from tfpps.data.tfrecord_file import read_tfrecord_file
 from tfpps.spec import schema
 from tfpps.spec.schema import FIRST_ID
 from tfpps.evaluation.metrics import METRICS, metric_name, ranks_from_scores, single_target_metrics
@@ -52,12 +53,12 @@ def _split_rows(values: np.ndarray, row_splits: np.ndarray) -> list[np.ndarray]:
 
 def read_records(data: Any, split: str) -> tuple[list[np.ndarray], np.ndarray]:
     """``(item_ids of every record, target_item [R])`` of ``split``. The shards of a dataset directory are
-    read and parsed in one batch, eagerly (no tf.data function to trace); other data objects are read
-    through their ``records(split)``."""
+    read into memory (:func:`~tfpps.data.tfrecord_file.read_tfrecord_file`: no tf.data pipeline to build,
+    which costs more than the read) and parsed in one batch; other data objects are read through their
+    ``records(split)``."""
     if callable(getattr(data, "files", None)):
-        files = list(data.files(split))
-        batches = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1 << 20) if files else []
-        parsed = (schema.parse_batch(data.kind, serialized) for serialized in batches)
+        serialized = [record for path in data.files(split) for record in read_tfrecord_file(path)]
+        parsed = [schema.parse_batch(data.kind, tf.constant(serialized, tf.string))] if serialized else []
     else:
         parsed = data.records(split).ragged_batch(4096)
     items: list[np.ndarray] = []
@@ -93,8 +94,13 @@ def build_streams(items: Sequence[np.ndarray], targets: np.ndarray, max_len: int
     m = int(max_len)
     runs: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # (first record, sequence, points, targets)
     given: dict[tuple, list[tuple[int, int]]] = {}  # history (len <= m) of given-target records -> (record, target)
+    steps = np.arange(m + 1, dtype=np.int64)  # views of it are the points of whole sessions (read only)
     for r, (hist, target) in enumerate(zip(items, targets)):
         hist = np.asarray(hist, np.int64)
+        if target <= 0 and len(hist) <= m:  # a whole session that fits: scored after each of its clicks
+            if len(hist) >= 2:
+                runs.append((r, hist[:-1], steps[1 : len(hist)], hist[1:]))
+            continue
         if target > 0:
             if 0 < len(hist) <= m:
                 given.setdefault(tuple(hist.tolist()), []).append((r, int(target)))
@@ -127,10 +133,15 @@ def build_streams(items: Sequence[np.ndarray], targets: np.ndarray, max_len: int
     return [run[1] for run in runs], [run[2] for run in runs], [run[3] for run in runs]
 
 
-def rank_rows(states, targets: np.ndarray, weights, bias, ties: str = "standard") -> np.ndarray:
+def rank_rows(states, targets: np.ndarray, weights, bias, ties: str = "standard",
+              weight_scale: tuple[float, float] | None = None) -> np.ndarray:
     """Int ``[B]`` ranks of ``targets`` under the scores ``states @ weights^T + bias`` of all items, PAD and
     OOV excluded (the evaluator's ranks without history masking), in NumPy: the competitor columns
     ``FIRST_ID..N-1`` are scored directly and compared with each row's target score.
+
+    ``weight_scale`` (:func:`weight_scale`, computed once per evaluation): ``(max |w|, max |b|)`` over the
+    competitor rows. When ``max_row ||h||_1 * max |w| + max |b|`` is below :data:`NO_OVERFLOW_BOUND` no score
+    can be NaN or infinite, and the scan for NaN rows is skipped.
 
     Example:
       >>> w = np.array([[9.], [9.], [.3], [.5], [.5]], np.float32); b = np.zeros([5], np.float32)
@@ -150,11 +161,29 @@ def rank_rows(states, targets: np.ndarray, weights, bias, ties: str = "standard"
     count = np.count_nonzero(ahead, axis=1).astype(np.int64)
     # NaN: a NaN competitor counts as ahead, a NaN target ranks last (as ranks_from_scores); a row sum is NaN
     # exactly when the row holds a NaN (or both infinities), so the rare rows are found without a full isnan pass
-    odd = np.flatnonzero(np.isnan(scores.sum(axis=1)))
+    odd = np.zeros([0], np.int64) if _scores_finite(states, weight_scale) else np.flatnonzero(np.isnan(scores.sum(axis=1)))
     if len(odd):
         count[odd] = np.count_nonzero(ahead[odd] | np.isnan(scores[odd]), axis=1)
     own = int(ties != "standard")  # a non-NaN target's own column is counted by >=, and is never a competitor
     return np.where(np.isnan(target_scores[:, 0]), scores.shape[1], count - own + 1)
+
+
+NO_OVERFLOW_BOUND = 1e37
+"""A score bound below float32's largest value (3.4e38): no sum of terms bounded by it overflows."""
+
+
+def weight_scale(weights: np.ndarray, bias: np.ndarray) -> tuple[float, float]:
+    """``(max |w|, max |b|)`` over the competitor rows ``FIRST_ID..N-1`` (NaN when one is NaN)."""
+    w, b = np.asarray(weights)[FIRST_ID:], np.asarray(bias)[FIRST_ID:]
+    return (float(np.abs(w).max()) if w.size else 0.0), (float(np.abs(b).max()) if b.size else 0.0)
+
+
+def _scores_finite(states: np.ndarray, scale: tuple[float, float] | None) -> bool:
+    """Whether every score ``states @ w^T + b`` is finite, by the bound of :func:`rank_rows` (False: unknown)."""
+    if scale is None or not len(states):
+        return False
+    bound = float(np.abs(states).sum(axis=1).max()) * scale[0] + scale[1]
+    return bool(np.isfinite(bound)) and bound < NO_OVERFLOW_BOUND
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,11 +267,13 @@ def evaluate_eagerly(model: Any, data: Any, split: str, run: Any, ks: Sequence[i
     if int(weights.shape[0]) != int(data.num_items):
         raise ValueError(f"score_fn returned scores for {int(weights.shape[0])} items, expected num_items={data.num_items}")
     rows_per_rank = max(1, min(4096, SCORES_PER_CHUNK // max(1, int(weights.shape[0]))))
+    scale = weight_scale(weights, bias)
     ranks: list[np.ndarray] = []
     for states, rows in stream_states(NumpyGRU.of(model), sequences, points, int(run.eval.batch_size)):
         wanted = np.concatenate([point_targets[r] for r in rows])
         for lo in range(0, int(states.shape[0]), rows_per_rank):
-            ranks.append(rank_rows(states[lo : lo + rows_per_rank], wanted[lo : lo + rows_per_rank], weights, bias, ties))
+            ranks.append(rank_rows(states[lo : lo + rows_per_rank], wanted[lo : lo + rows_per_rank], weights, bias, ties,
+                                   scale))
     all_ranks = np.concatenate(ranks)
     values = single_target_metrics(all_ranks, ks)
     result: dict[str, float] = {}
