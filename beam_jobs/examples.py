@@ -41,11 +41,12 @@ Search records (``--kind=search``), after Ai et al. (SIGIR 2017)
     way (``valid_query_fraction``): a seeded share of the distinct training
     queries (drawn by :func:`query_uniform` under the salted seed
     :func:`valid_query_seed`, one released per product as above) never
-    trains. The training purchases bought with such a query become the
-    validation purchases (their pairs with other queries are dropped), so
-    every validation query is unseen in training, as every test query of
-    the HEM benchmark is: a validation that predicts the test instead of
-    rewarding memorised training queries.
+    trains: a seeded ``valid_fraction`` of the training purchases bought
+    with such a query become validation purchases (their pairs with other
+    queries are dropped), and the others keep only their pairs with training
+    queries. Every validation query is then unseen in training, as every
+    test query of the HEM benchmark is: a validation that predicts the test
+    instead of rewarding memorised training queries.
 
     Training records are one per (purchase, query) with ``history_item_ids``
     = the user's training purchases made before it (the ``max_history``
@@ -92,8 +93,10 @@ class ExampleOptions:
             raise ValueError(f"test_query_fraction={self.test_query_fraction}: must be in [0, 1)")
         if not 0 <= self.valid_query_fraction < 1:
             raise ValueError(f"valid_query_fraction={self.valid_query_fraction}: must be in [0, 1)")
-        if not 0 < self.test_fraction < 1 or not 0 <= self.valid_fraction < 1 or self.test_fraction + self.valid_fraction >= 1:
-            raise ValueError("test_fraction and valid_fraction must be in (0, 1) and sum to less than 1")
+        if not 0 < self.test_fraction < 1 or not 0 <= self.valid_fraction < 1:
+            raise ValueError("test_fraction and valid_fraction must be in (0, 1)")
+        if self.search_split != "given" and self.test_fraction + self.valid_fraction >= 1:  # given: no test draw
+            raise ValueError("test_fraction and valid_fraction must sum to less than 1")
 
 
 # ----------------------------------------------------------------------------- baskets
@@ -192,18 +195,23 @@ def given_split(user: str, purchases: list[dict], opts: ExampleOptions,
     """``search_split=given``: the split of each purchase: its own (``train`` when it has none), with a
     seeded share (``valid_fraction``, draw fixed by (``split_seed``, user)) of the user's training purchases
     moved to ``valid``; a user keeps at least one training purchase. With ``valid_queries`` (the held-out
-    validation queries) the training purchases bought with one of them are ``valid`` instead, as the
-    benchmark's test purchases are the ones bought with a test query (``valid_fraction`` is not used).
+    validation queries) the candidates are instead the training purchases bought with one of them, and
+    each is ``valid`` with probability ``valid_fraction`` (a draw fixed by (``split_seed``, user, item)); the
+    others stay in training, where their held-out queries are dropped, as the benchmark's test queries are
+    absent from the training purchases of the same items (so every item keeps its training purchases).
 
     >>> evs = [{"split": "train"}] * 9 + [{"split": "test"}]
     >>> given_split("u", evs, ExampleOptions(search_split="given", valid_fraction=0.2)).count("valid")
     2
-    >>> given_split("u", [{"query": "red shoe"}, {"queries": ["blue hat", "hat"]}], ExampleOptions(), {"hat"})
-    ['train', 'valid']
+    >>> evs = [{"item_id": "h", "query": "hat"}, {"item_id": "j", "query": "hat"}, {"item_id": "k", "queries": ["hat", "cap"]}]
+    >>> given_split("u", evs, ExampleOptions(valid_fraction=0.5), {"hat"})  # draws: h 0.81, j 0.75, k 0.19
+    ['train', 'train', 'valid']
     """
     split_of = [e.get("split") or "train" for e in purchases]
     if valid_queries is not None:
-        return ["valid" if s == "train" and set(event_queries(e)) & set(valid_queries) else s
+        held = set(valid_queries)
+        return ["valid" if s == "train" and held & set(event_queries(e))
+                and _uniform(opts.split_seed, "valid", user, e["item_id"]) < opts.valid_fraction else s
                 for e, s in zip(purchases, split_of)]
     train_pos = [i for i, s in enumerate(split_of) if s == "train"]
     n = len(train_pos)

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reviews", default="", help="--source=hem_qrels: the 5-core review dump (reviews_*_5.json.gz); item text = the "
                    "words of each item's training reviews (the lines train_review_id.txt.gz lists) instead of its training queries")
     p.add_argument("--test_query_fraction", type=float, default=0.0, help="--kind=search: share of distinct queries held out for evaluation only (HEM: 0.3); every product keeps a training query")
-    p.add_argument("--valid_query_fraction", type=float, default=0.0, help="--search_split=given: share of the distinct training queries held out for validation only: the training purchases bought with one are the validation purchases (instead of --valid_fraction's), so validation scores unseen queries as the HEM test does; every product keeps a training query")
+    p.add_argument("--valid_query_fraction", type=float, default=0.0, help="--search_split=given: share of the distinct training queries held out for validation only: --valid_fraction of the training purchases bought with one are the validation purchases (the rest train without it), so validation scores unseen queries as the HEM test does; every product keeps a training query")
     p.add_argument("--num_shards", type=int, default=4, help="TFRecord shards per split (0 = runner decides)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory (only one tfpps created)")
     p.add_argument("--verbose", action="store_true", help="show Apache Beam's own log messages and warnings (hidden by default)")

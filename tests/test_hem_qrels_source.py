@@ -194,25 +194,24 @@ def test_validation_is_carved_from_training_only(tmp_path):
 
 
 def test_validation_queries_held_out_are_unseen_in_training(tmp_path):
-    """--valid_query_fraction: seed 2 at 0.3 draws "charger" alone (A, its only product, keeps "case");
-    the training purchases bought with it become validation (their "case" pairs dropped), no training pair
-    names it, and neither the word vocabulary nor A's item text has "charger"."""
-    stats, out = build(tmp_path, "--valid_query_fraction=0.3", "--split_seed=2")
+    """--valid_query_fraction: seed 2 at 0.3 draws "charger" alone (A, its only product, keeps "case"). The
+    training purchases bought with it are U1's A and U2's A, whose validation draws are 0.81 and 0.73: at
+    --valid_fraction=0.78 U2's A validates (its "case" pair dropped) and U1's A trains with "case" only. No
+    training pair names "charger", nor does the word vocabulary or A's item text."""
+    stats, out = build(tmp_path, "--valid_query_fraction=0.3", "--split_seed=2", "--valid_fraction=0.78")
     charger = normalized(QUERIES[1])
     train, valid, test = records(out, "train"), records(out, "valid"), records(out, "test")
     assert stats["stages"]["valid_only_queries"] == 1
-    assert charger not in {r["query"] for r in train}
-    assert valid and {r["query"] for r in valid} == {charger}
-    # the training purchases bought with "charger" (U1's and U2's A) are the validation purchases
-    assert sorted((r["user"], r["item"]) for r in valid) == [("U1", "A"), ("U2", "A")]
-    assert {(r["user"], r["item"]) for r in train} == {("U1", "B"), ("U1", "C"), ("U2", "D"), ("U3", "B"),
-                                                       ("U3", "D"), ("U3", "C")}
+    assert [(r["user"], r["query"], r["targets"]) for r in valid] == [("U2", charger, {"A"})]
+    assert sorted((r["user"], r["item"], r["query"]) for r in train) == sorted(
+        [("U1", "A", normalized(QUERIES[0])), ("U1", "B", normalized(QUERIES[3])), ("U1", "C", normalized(QUERIES[0])),
+         ("U2", "D", normalized(QUERIES[3])),
+         ("U3", "B", normalized(QUERIES[3])), ("U3", "D", normalized(QUERIES[3])), ("U3", "C", normalized(QUERIES[0]))])
+    assert valid[0]["history"] == ["D"]  # U2's training purchases: A validates
     assert "charger" not in DatasetDir(out).vocab("words")
     assert item_texts(out)["A"] == {"cell", "phone", "accessori", "case"}
     assert len(test) == len(TEST_PAIRS)  # the official test part is untouched
-    st = stats["stages"]
-    assert st["pairs_dropped_valid_query_holdout"] == 2  # the "case" pairs of the two A purchases
-    assert all(r["history"] == [] or "A" not in r["history"] for r in valid)  # A is not a training purchase
+    assert stats["stages"]["pairs_dropped_valid_query_holdout"] == 2  # U1's A charger pair, U2's A case pair
 
 
 def test_valid_query_fraction_flags_are_checked(tmp_path):
