@@ -339,3 +339,40 @@ def test_softmax_item_loss_is_cross_entropy_over_every_real_item(search_dataset)
 def test_unknown_item_loss_is_a_one_line_error(search_dataset):
     with pytest.raises(ConfigError, match="item_loss"):
         _run("hem", search_dataset, item_loss="nce")
+
+
+# ----------------------------------------------------------------------------- tf.distribute
+def test_search_epoch_is_shared_out_between_input_pipelines(search_dataset):
+    """Two input pipelines (two workers) read disjoint file shards, batch by the per-replica batch, take the
+    same number of steps, and together train nearly every (user, query words, item, time) pair of the epoch once."""
+    from collections import Counter
+
+    from tfpps.models.search.hem import HEM
+
+    data = DatasetDir(search_dataset)
+    run = _run("hem", search_dataset, batch_size="64")
+    contexts = [tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=i, num_replicas_in_sync=2) for i in (0, 1)]
+    assert sum(data.shard_count("train", ctx) for ctx in contexts) == data.count("train") == data.shard_count("train")
+
+    def pairs(batches):
+        return Counter((int(b["user_id"][i]), tuple(w for w in b["query_word_ids"][i].tolist() if w > 0), int(b["item_id"][i]),
+                        int(b["timestamp"][i])) for b in batches for i in range(len(b["item_id"])))
+
+    epochs = [list(HEM.make_train_dataset(run.model_params, data, run, epoch_seed=3, input_context=ctx).as_numpy_iterator())
+              for ctx in contexts]
+    assert len(epochs[0]) == len(epochs[1]) > 0
+    assert max(len(b["item_id"]) for e in epochs for b in e) == 32  # global batch 64 = 2 replicas x 32
+    full = pairs(HEM.make_train_dataset(run.model_params, data, run, epoch_seed=3).as_numpy_iterator())
+    shards = [pairs(e) for e in epochs]
+    assert not set(shards[0]) & set(shards[1])  # no pair on both workers
+    seen = shards[0] + shards[1]
+    assert all(seen[k] <= full[k] for k in seen)
+    assert sum(seen.values()) > 0.9 * sum(full.values())  # only the tail of the larger shard is left out
+
+
+def test_search_model_trains_under_the_mirrored_strategy(search_dataset, tmp_path):
+    """QEM through the trainer with train.strategy=mirrored (one replica on a CPU-only machine): the model,
+    its item->word tables and optimizer are built in the strategy's scope and it learns."""
+    pop = train(_run("pop", search_dataset, tmp_path), fresh=True)["metrics"]
+    qem = train(_run("qem", search_dataset, tmp_path, epochs="3", learning_rate="0.1", strategy="mirrored"), fresh=True)
+    assert qem["metrics"]["ndcg@10"] > 1.5 * pop["ndcg@10"], (qem["metrics"], pop)

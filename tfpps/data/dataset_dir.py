@@ -163,6 +163,16 @@ class DatasetDir:
         files = sorted(str(p) for p in self.path.glob(schema.split_file_pattern(split)))
         return files
 
+    def shard_count(self, split: str, input_context: tf.distribute.InputContext | None = None) -> int:
+        """Records of ``split`` in the files one input pipeline reads (``input_context``; all files without
+        one), as :meth:`records` shares them out; counted once per process (:func:`cached`)."""
+        from tfpps.data.tfrecord_file import read_tfrecord_file
+
+        files = self.files(split)
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            files = files[input_context.input_pipeline_id :: input_context.num_input_pipelines]
+        return cached(self, ("shard_count", split, tuple(files)), lambda: sum(len(read_tfrecord_file(f)) for f in files))
+
     def item_text_files(self) -> list[str]:
         """The ``item_text`` shards (product text for item->word losses); none when built without it."""
         return item_text_files(self.path)

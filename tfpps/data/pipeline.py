@@ -16,6 +16,7 @@ Nothing here loads a split into memory; records stream from the shards.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import tensorflow as tf
 
@@ -42,6 +43,31 @@ def no_autotune_options() -> tf.data.Options:
 def finish(ds: tf.data.Dataset, prefetch: int = PREFETCH_BATCHES) -> tf.data.Dataset:
     """Prefetch a fixed number of batches, autotuning off (see :func:`no_autotune_options`)."""
     return ds.prefetch(prefetch).with_options(no_autotune_options())
+
+
+def replica_epoch(
+    examples: tf.data.Dataset,
+    batch: Callable[[tf.data.Dataset, int], tf.data.Dataset],
+    global_batch: int,
+    input_context: tf.distribute.InputContext,
+    examples_of_pipeline: Callable[[tf.distribute.InputContext], int],
+) -> tf.data.Dataset:
+    """One input pipeline's epoch under tf.distribute: ``batch(examples, per-replica batch)`` cut to the
+    number of batches EVERY pipeline has, so synchronous workers take the same number of steps.
+
+    ``examples`` are this pipeline's (its file shard's) examples, ``examples_of_pipeline(ctx)`` counts
+    pipeline ``ctx.input_pipeline_id``'s. The count is that of the smallest shard, ``ceil(examples /
+    per-replica batch)``, rounded down to whole steps of the worker's replicas; the tail of a larger
+    shard's shuffled stream is left out of that epoch. ``global_batch`` (``train.batch_size``) is the
+    per-replica batch times the replicas in sync."""
+    per_replica = input_context.get_per_replica_batch_size(global_batch)
+    pipelines = input_context.num_input_pipelines
+    local_replicas = max(1, input_context.num_replicas_in_sync // pipelines)
+    shards = [examples_of_pipeline(tf.distribute.InputContext(pipelines, i, input_context.num_replicas_in_sync))
+              for i in range(pipelines)]
+    num_batches = min(-(-n // per_replica) for n in shards) // local_replicas * local_replicas
+    ds = batch(examples, per_replica).take(num_batches)
+    return finish(ds.apply(tf.data.experimental.assert_cardinality(num_batches)))
 
 
 def training_records(data, run, seed: int, input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:

@@ -85,7 +85,8 @@ class SequentialModel(tfrs.Model):
     def train_step(self, inputs):
         """``tfrs.Model.train_step``; with several replicas in sync (tf.distribute) the gradient is that of
         ``loss / replicas``, so the sum the optimizer all-reduces is the gradient of the global-batch mean
-        (and the logged losses are divided likewise, so Keras' sum over replicas logs the mean)."""
+        (and the logged losses are divided likewise, so Keras' sum over replicas logs the mean); sparse
+        gradients are all-reduced dense."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas == 1:
             return super().train_step(inputs)
@@ -95,6 +96,11 @@ class SequentialModel(tfrs.Model):
             total_loss = loss + regularization_loss
             scaled = total_loss / float(replicas)
         gradients = tape.gradient(scaled, self.trainable_variables)
+        # sparse (IndexedSlices) gradients of embedding lookups are made dense before the all-reduce: TF 2.16's
+        # collective all-gather of IndexedSlices whose row counts differ between workers aborts with "Shape
+        # mismatch in the collective instance" (seen with HEM under multiworker); Keras 2's optimizers update
+        # every row of a sparse gradient's moments anyway, so the update is the same
+        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         metrics = {metric.name: metric.result() for metric in self.metrics}
         # Keras sums the replicas' logs (reduction "auto" = "sum" off TPU), as it does for its own scaled losses

@@ -56,7 +56,7 @@ import tensorflow as tf
 from tfpps.config import ConfigError
 from tfpps.data.dataset_dir import DatasetDir
 from tfpps.data.examples import search as search_data
-from tfpps.data.pipeline import batch_padded, finish, training_records
+from tfpps.data.pipeline import batch_padded, finish, replica_epoch, training_records
 from tfpps.spec.schema import FIRST_ID
 from tfpps.layers.query_encoder import QUERY_ENCODERS, QUERY_PADDING, QueryEncoder
 from tfpps.models.base import SequentialModel, max_len_of
@@ -126,6 +126,7 @@ class SearchModel(SequentialModel):
     """Base of personalised product-search models; see the module docstring."""
 
     uses_user_part = True
+    DISTRIBUTE_UNSUPPORTED = None  # stateless (purchase, query) examples: trains under mirrored / multiworker
 
     def __init__(self, params: SearchConfig, info, run, **kwargs):
         super().__init__(params, info, run, **kwargs)
@@ -167,13 +168,22 @@ class SearchModel(SequentialModel):
         return -(-data.count("train") * params.repeats_per_record // run.train.batch_size)
 
     @classmethod
-    def make_train_dataset(cls, params: SearchConfig, data, run, epoch_seed: int) -> tf.data.Dataset:
-        """Shuffled (purchase, query) examples, each ``repeats_per_record`` times, padded batches."""
-        ds = search_data.train_examples(training_records(data, run, epoch_seed), max_len_of(run))
+    def make_train_dataset(cls, params: SearchConfig, data, run, epoch_seed: int,
+                           input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """Shuffled (purchase, query) examples, each ``repeats_per_record`` times, padded batches.
+
+        With an ``input_context`` (tf.distribute) this input pipeline reads only its shard of the files
+        and batches by the per-replica batch, as many batches as every pipeline has
+        (:func:`~tfpps.data.pipeline.replica_epoch`)."""
+        records = training_records(data, run, epoch_seed, input_context=input_context)
+        ds = search_data.train_examples(records, max_len_of(run))
         if params.repeats_per_record > 1:
             ds = ds.flat_map(lambda ex: tf.data.Dataset.from_tensors(ex).repeat(params.repeats_per_record))
             if run.data.shuffle_buffer > 0:
                 ds = ds.shuffle(run.data.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
+        if input_context is not None:
+            return replica_epoch(ds, lambda d, n: d.padded_batch(n), run.train.batch_size, input_context,
+                                 lambda ctx: data.shard_count("train", ctx) * params.repeats_per_record)
         ds = ds.padded_batch(run.train.batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(cls.steps_per_epoch(params, data, run)))
         return finish(ds)

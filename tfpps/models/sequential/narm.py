@@ -98,7 +98,7 @@ import tensorflow as tf
 from tfpps.config import choice, positive, probability
 from tfpps.data.dataset_dir import cached
 from tfpps.data.examples.prefix import prefix_examples
-from tfpps.data.pipeline import finish, training_records
+from tfpps.data.pipeline import finish, replica_epoch, training_records
 from tfpps.spec.schema import FIRST_ID
 from tfpps.models.base import DatasetInfo, SequentialModel, max_len_of, seed_of
 from tfpps.registry import register
@@ -233,10 +233,7 @@ class NARM(SequentialModel):
         only its shard of the files (:meth:`DatasetDir.records`) and batches by
         the per-replica batch (``train.batch_size`` is the global batch). Every
         pipeline yields the same number of batches, that of the smallest shard
-        (``ceil(examples / per-replica batch)``, rounded down to whole steps of
-        the worker's replicas), so all workers take the same number of
-        synchronous steps; the tail of a larger shard's shuffled stream is
-        left out of that epoch.
+        (:func:`~tfpps.data.pipeline.replica_epoch`).
         """
         records = training_records(data, run, epoch_seed, input_context=input_context)
         ds = prefix_examples(records, max_len_of(run), truncate=params.truncate)
@@ -244,19 +241,10 @@ class NARM(SequentialModel):
         if run.data.shuffle_buffer > 0:
             ds = ds.shuffle(run.data.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=True)
         batch_size = run.train.batch_size
-        if input_context is None:
-            num_batches = -(-count_train_examples(data) // batch_size)
-        else:
-            batch_size = input_context.get_per_replica_batch_size(batch_size)
-            pipelines = input_context.num_input_pipelines
-            local_replicas = max(1, input_context.num_replicas_in_sync // pipelines)
-            shards = [
-                count_train_examples(data, tf.distribute.InputContext(pipelines, i, input_context.num_replicas_in_sync))
-                for i in range(pipelines)
-            ]
-            num_batches = min(-(-n // batch_size) for n in shards) // local_replicas * local_replicas
-            ds = ds.batch(batch_size, drop_remainder=False).take(num_batches)
-            return finish(ds.apply(tf.data.experimental.assert_cardinality(num_batches)))
+        if input_context is not None:
+            return replica_epoch(ds, lambda d, n: d.batch(n, drop_remainder=False), batch_size, input_context,
+                                 lambda ctx: count_train_examples(data, ctx))
+        num_batches = -(-count_train_examples(data) // batch_size)
         ds = ds.batch(batch_size, drop_remainder=False).apply(tf.data.experimental.assert_cardinality(num_batches))
         return finish(ds)
 
