@@ -79,8 +79,8 @@ def model_argv(model: str, args: argparse.Namespace) -> tuple[str, list[str]]:
         argv += [f"--patience={args.patience}", f"--valid_metric={args.valid_metric}"]
         if args.epochs:
             argv.append(f"--epochs={args.epochs}")
-    for item in args.set:
-        argv += ["--set", item]
+        for item in args.set:  # model settings: the neural runs only
+            argv += ["--set", item]
     return setting, argv
 
 
@@ -90,8 +90,9 @@ def run_model(model: str, args: argparse.Namespace) -> tuple[str, list[dict]]:
     results = []
     for seed in seeds:
         where = "" if args.dataset == DATASET else "-unseen" if args.dataset.endswith("unseen-valid") else f"-{args.dataset}"
-        tag = f"search-{args.recipe}{where}-{model}" + "".join(f"-{k.rsplit('.', 1)[-1]}{v}" for k, _, v in
-                                                               (item.partition("=") for item in args.set))
+        settings = "" if model in NONNEURAL else "".join(f"-{k.rsplit('.', 1)[-1]}{v}" for k, _, v in
+                                                            (item.partition("=") for item in args.set))
+        tag = f"search-{args.recipe}{where}-{model}{settings}"
         tag += f"-seed{seed}" if seed is not None else ""
         argv = [*base, *([f"--seed={seed}"] if seed is not None else []), f"--run_dir=runs/bench-{tag}", "--verbose=2"]
         results.append(run_tfpps_cached(RESULTS / "runs" / f"{tag}.json", argv, args.reuse))

@@ -36,7 +36,15 @@ Inferred (not from the paper or any official code)
    ``fs`` encoder as the current query) concatenated with the item vector.
 2. **Session boundaries** from a time gap (``session_gap_minutes``) on the
    purchase times, as in session-based recommendation; query logs in the
-   paper come with sessions.
+   paper come with sessions. Data without times needs a gap below their
+   spacing: the HEM qrels date a purchase by its qrels line (1 s apart, a
+   user's lines together, test after training), so at the default 30
+   minutes a user's whole history is ONE session that every training record
+   continues (the short-term path) while every test record starts a new one
+   (the long-term GRU and the attention, which training never reached).
+   ``configs/models/hrnn_search_cellphones.yaml`` sets 0.01 minutes: every
+   purchase is its own session, and training, validation and test take
+   the same path (the attention over the long-term states).
 3. **What the long-term RNN reads**: the short-term state at the end of each
    completed session (a session summary), i.e. HGRU4Rec's hierarchy.
 4. **The current session** is not attended (it is the short-term part); if
