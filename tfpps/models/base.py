@@ -71,6 +71,13 @@ def max_len_of(run: Any, default: int | None = DEFAULT_MAX_LEN) -> int | None:
 class SequentialModel(tfrs.Model):
     """Base class of next-item models; see the module docstring for the contract."""
 
+    #: Make sparse (IndexedSlices) gradients dense before the all-reduce. TF 2.16's collective all-gather of
+    #: IndexedSlices aborted for the product-search models under multiworker ("Shape mismatch in the collective
+    #: instance": the workers' row counts differ while its equal-length branch runs); dense all-reduces cost
+    #: the whole embedding tables per step, so only models that need it set it. Keras 2's Adam and SGD (those
+    #: models' optimizers) decay every row's moments for a sparse gradient too, so the update is the same (a
+    #: global-norm clip counts a row looked up twice once, where the sparse gradient counted it twice).
+    DENSE_DISTRIBUTED_GRADIENTS: bool = False
     #: Why the model cannot train under ``train.strategy: mirrored | multiworker``, or ``None`` when it can:
     #: its :meth:`make_train_dataset` takes ``input_context`` (a tf.distribute input pipeline: read that file
     #: shard, batch by the per-replica batch, yield the same number of batches on every pipeline).
@@ -85,8 +92,8 @@ class SequentialModel(tfrs.Model):
     def train_step(self, inputs):
         """``tfrs.Model.train_step``; with several replicas in sync (tf.distribute) the gradient is that of
         ``loss / replicas``, so the sum the optimizer all-reduces is the gradient of the global-batch mean
-        (and the logged losses are divided likewise, so Keras' sum over replicas logs the mean); sparse
-        gradients are all-reduced dense."""
+        (and the logged losses are divided likewise, so Keras' sum over replicas logs the mean). With
+        :attr:`DENSE_DISTRIBUTED_GRADIENTS` sparse gradients are all-reduced dense."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas == 1:
             return super().train_step(inputs)
@@ -96,11 +103,8 @@ class SequentialModel(tfrs.Model):
             total_loss = loss + regularization_loss
             scaled = total_loss / float(replicas)
         gradients = tape.gradient(scaled, self.trainable_variables)
-        # sparse (IndexedSlices) gradients of embedding lookups are made dense before the all-reduce: TF 2.16's
-        # collective all-gather of IndexedSlices whose row counts differ between workers aborts with "Shape
-        # mismatch in the collective instance" (seen with HEM under multiworker); Keras 2's optimizers update
-        # every row of a sparse gradient's moments anyway, so the update is the same
-        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
+        if self.DENSE_DISTRIBUTED_GRADIENTS:
+            gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         metrics = {metric.name: metric.result() for metric in self.metrics}
         # Keras sums the replicas' logs (reduction "auto" = "sum" off TPU), as it does for its own scaled losses

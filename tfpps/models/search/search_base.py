@@ -127,6 +127,7 @@ class SearchModel(SequentialModel):
 
     uses_user_part = True
     DISTRIBUTE_UNSUPPORTED = None  # stateless (purchase, query) examples: trains under mirrored / multiworker
+    DENSE_DISTRIBUTED_GRADIENTS = True  # see SequentialModel: the sparse all-gather aborts for these models
 
     def __init__(self, params: SearchConfig, info, run, **kwargs):
         super().__init__(params, info, run, **kwargs)
