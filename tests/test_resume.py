@@ -92,3 +92,32 @@ def test_epoch_seeds_depend_on_seed_and_epoch_only():
     assert seeds[0] == 42 and len(set(seeds)) == 50 and all(0 <= s < 2**31 for s in seeds)
     assert seeds == [resume.epoch_seed(42, e) for e in range(50)]
     assert resume.epoch_seed(43, 1) != resume.epoch_seed(42, 1)
+
+
+def test_narm_multiworker_sigkilled_resumes_to_the_uninterrupted_result(markov, tmp_path):
+    """Two workers through ``tfpps.launch``: worker 0 is SIGKILLed mid-epoch 2 (the launcher then stops worker 1),
+    and the same command run again resumes from the chief's backup at epoch 2 and ends with exactly the
+    validation history and test metrics of an uninterrupted 2-worker run."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def launch(run_dir, crash=None):
+        extra = {"TFPPS_TEST_CRASH": crash} if crash else {}
+        cmd = [sys.executable, "-m", "tfpps.launch", "--workers=2", "--", *_args(NARM_ARGS, markov, run_dir, epochs=2)]
+        return subprocess.run(cmd, cwd=REPO, env={**env, **extra}, capture_output=True, text=True, timeout=420)
+
+    reference = launch(tmp_path / "reference")
+    assert reference.returncode == 0, reference.stdout[-3000:] + reference.stderr[-3000:]
+    run_dir = tmp_path / "killed"
+    killed = launch(run_dir, "batch:2:5")
+    assert killed.returncode != 0 and "exited with status -9" in killed.stdout + killed.stderr
+    assert resume.completed_epochs(run_dir / "backup") == 1 and not (run_dir / "metrics.json").exists()
+    resumed = launch(run_dir)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "[w0] Epoch 1/2" not in resumed.stdout and "[w0] Epoch 2/2" in resumed.stdout
+    want = json.loads((tmp_path / "reference" / "validation.json").read_text())["history"]
+    got = json.loads((run_dir / "validation.json").read_text())["history"]
+    assert [r["epoch"] for r in got] == [1, 2]
+    for row, ref in zip(got, want):
+        assert {k: v for k, v in row.items() if k.startswith("val_")} == {k: v for k, v in ref.items() if k.startswith("val_")}
+    _same_result(json.loads((run_dir / "metrics.json").read_text()),
+                 json.loads((tmp_path / "reference" / "metrics.json").read_text()))
