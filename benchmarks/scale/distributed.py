@@ -37,8 +37,10 @@ def _train_args(dataset: str, epochs: int, run_dir: Path) -> list[str]:
             "--set", "eval.ks=[5,10,20]", f"--run_dir={run_dir}", "--verbose=2", "--fresh"]
 
 
-def _run(name: str, cmd: list[str], run_dir: Path, reuse: bool) -> dict:
-    out = RESULTS / "runs" / f"distributed-{name}.json"
+def _run(name: str, cmd: list[str], run_dir: Path, reuse: bool, results: Path = RESULTS) -> dict:
+    """Run ``cmd`` (a training that writes ``run_dir``) unless ``reuse`` finds its record; the record and the
+    log go to ``results/runs/distributed-<name>.{json,log}``."""
+    out = results / "runs" / f"distributed-{name}.json"
     if reuse and out.exists() and json.loads(out.read_text()).get("cmd") == cmd:
         print(f"reusing {out}", flush=True)
         return json.loads(out.read_text())
@@ -48,8 +50,8 @@ def _run(name: str, cmd: list[str], run_dir: Path, reuse: bool) -> dict:
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"}, text=True, capture_output=True)
     wall = time.time() - start
     log = proc.stdout + proc.stderr
-    (RESULTS / "runs").mkdir(parents=True, exist_ok=True)
-    (RESULTS / "runs" / f"distributed-{name}.log").write_text(log)
+    (results / "runs").mkdir(parents=True, exist_ok=True)
+    (results / "runs" / f"distributed-{name}.log").write_text(log)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed ({proc.returncode}):\n{log[-4000:]}")
     from tfpps.runs.run_dir import RunDir

@@ -48,8 +48,8 @@ def one_model(model: str, seeds: list[int], workers: int, epochs: int, reuse: bo
         single_cmd = [sys.executable, "-m", "tfpps.train", *train_args(model, seed, epochs, single_dir)]
         multi_cmd = [sys.executable, "-m", "tfpps.launch", f"--workers={workers}", "--",
                      *train_args(model, seed, epochs, multi_dir)]
-        sides["single"].append(_run(f"{name}-single", single_cmd, single_dir, reuse))
-        sides["multi"].append(_run(f"{name}-{workers}workers", multi_cmd, multi_dir, reuse))
+        sides["single"].append(_run(f"{name}-single", single_cmd, single_dir, reuse, RESULTS))
+        sides["multi"].append(_run(f"{name}-{workers}workers", multi_cmd, multi_dir, reuse, RESULTS))
     single = [r["metrics"]["metrics"][METRIC] for r in sides["single"]]
     multi = [r["metrics"]["metrics"][METRIC] for r in sides["multi"]]
     band = 2 * statistics.stdev(single) if len(single) > 1 else float("nan")
