@@ -79,9 +79,7 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         )
         events = events | "QrelsPurchases" >> hem_qrels.PurchasesFromQrels()
         stats.append(counted(events, "qrels_purchases"))
-        item_words_from_queries = item_words is None
-        if item_words_from_queries and not args.valid_query_fraction > 0:  # else after the validation-query draw
-            item_words = events | "TrainingQueryText" >> hem_qrels.TrainingQueryText()
+        item_words_from_queries = item_words is None  # built below, after the validation-query draw
 
     eval_events = None
     if args.split == "given" and args.filter_eval != "true":  # the filters below see the training part only
@@ -158,8 +156,8 @@ def build_pipeline(p: beam.Pipeline, args: argparse.Namespace, files: list[str],
         )
         stats.append(counted(valid_held, "valid_only_queries"))
         valid_queries = beam.pvalue.AsSingleton(valid_held | "ValidQuerySet" >> beam.combiners.ToSet())
-        if item_words_from_queries:  # the item->word text must not name a validation query either
-            item_words = events | "TrainingQueryText" >> hem_qrels.TrainingQueryText(valid_queries)
+    if item_words_from_queries:  # --source=hem_qrels: no test (nor validation-only) query names an item
+        item_words = events | "TrainingQueryText" >> hem_qrels.TrainingQueryText(valid_queries)
     stats.append(counted(events, f"{cleaning.CHECK_PREFIX}group_by_user:expected"))  # == the events _PerUserFn gets
     if grouped is None:
         grouped = events | "KeyByUser" >> beam.Map(lambda e: (e["user_id"], e)) | "GroupByUser" >> beam.GroupByKey()

@@ -37,7 +37,7 @@ def _train_args(dataset: str, epochs: int, run_dir: Path) -> list[str]:
             "--set", "eval.ks=[5,10,20]", f"--run_dir={run_dir}", "--verbose=2", "--fresh"]
 
 
-def _run(name: str, cmd: list[str], run_dir: Path, reuse: bool, results: Path = RESULTS) -> dict:
+def run_recorded(name: str, cmd: list[str], run_dir: Path, reuse: bool, results: Path = RESULTS) -> dict:
     """Run ``cmd`` (a training that writes ``run_dir``) unless ``reuse`` finds its record; the record and the
     log go to ``results/runs/distributed-<name>.{json,log}``."""
     out = results / "runs" / f"distributed-{name}.json"
@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     single_cmd = [sys.executable, "-m", "tfpps.train", *_train_args(dataset, args.epochs, single_dir)]
     multi_cmd = [sys.executable, "-m", "tfpps.launch", f"--workers={args.workers}", "--",
                  *_train_args(dataset, args.epochs, multi_dir)]
-    single = _run("single", single_cmd, single_dir, args.reuse)
-    multi = _run(f"{args.workers}workers", multi_cmd, multi_dir, args.reuse)
+    single = run_recorded("single", single_cmd, single_dir, args.reuse)
+    multi = run_recorded(f"{args.workers}workers", multi_cmd, multi_dir, args.reuse)
     rows = [
         _row("single worker (--strategy=default)", 1, single, global_batch, "single"),
         _row(f"tfpps.launch --workers={args.workers} (multiworker)", args.workers, multi, global_batch, f"{args.workers}workers"),

@@ -25,7 +25,7 @@ import statistics
 import sys
 
 from benchmarks.common import REPO, bar_plot, machine, mean_sd, model_list, results_dir, table, welch_p, write_results
-from benchmarks.scale.distributed import _run
+from benchmarks.scale.distributed import run_recorded
 
 RESULTS = results_dir(__file__)
 MODELS = ("narm", "qem", "hem", "aem", "zam", "hrnn_search")
@@ -48,8 +48,8 @@ def one_model(model: str, seeds: list[int], workers: int, epochs: int, reuse: bo
         single_cmd = [sys.executable, "-m", "tfpps.train", *train_args(model, seed, epochs, single_dir)]
         multi_cmd = [sys.executable, "-m", "tfpps.launch", f"--workers={workers}", "--",
                      *train_args(model, seed, epochs, multi_dir)]
-        sides["single"].append(_run(f"{name}-single", single_cmd, single_dir, reuse, RESULTS))
-        sides["multi"].append(_run(f"{name}-{workers}workers", multi_cmd, multi_dir, reuse, RESULTS))
+        sides["single"].append(run_recorded(f"{name}-single", single_cmd, single_dir, reuse, RESULTS))
+        sides["multi"].append(run_recorded(f"{name}-{workers}workers", multi_cmd, multi_dir, reuse, RESULTS))
     single = [r["metrics"]["metrics"][METRIC] for r in sides["single"]]
     multi = [r["metrics"]["metrics"][METRIC] for r in sides["multi"]]
     band = 2 * statistics.stdev(single) if len(single) > 1 else float("nan")

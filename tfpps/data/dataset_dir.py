@@ -69,6 +69,14 @@ def item_text_files(path: Path) -> list[str]:
     return sorted(str(p) for p in (Path(path) / schema.ITEM_TEXT_DIR).glob(f"*{schema.TFRECORD_SUFFIX}"))
 
 
+def pipeline_share(files: list[str], input_context: tf.distribute.InputContext | None) -> list[str]:
+    """The files one tf.distribute input pipeline reads: ``files[i::n]`` for pipeline ``i`` of ``n``; all of
+    them without an ``input_context``."""
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        return files[input_context.input_pipeline_id :: input_context.num_input_pipelines]
+    return files
+
+
 class DatasetDir:
     """A Beam job output directory: metadata, vocabularies and TFRecord splits."""
 
@@ -168,9 +176,7 @@ class DatasetDir:
         one), as :meth:`records` shares them out; counted once per process (:func:`cached`)."""
         from tfpps.data.tfrecord_file import read_tfrecord_file
 
-        files = self.files(split)
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            files = files[input_context.input_pipeline_id :: input_context.num_input_pipelines]
+        files = pipeline_share(self.files(split), input_context)
         return cached(self, ("shard_count", split, tuple(files)), lambda: sum(len(read_tfrecord_file(f)) for f in files))
 
     def item_text_files(self) -> list[str]:
@@ -197,8 +203,7 @@ class DatasetDir:
         files = self.files(split)
         if not files:
             raise DatasetError(f"{self.path}: split {split!r} has no shards ({schema.split_file_pattern(split)})")
-        if input_context is not None and input_context.num_input_pipelines > 1:
-            files = files[input_context.input_pipeline_id :: input_context.num_input_pipelines]
+        files = pipeline_share(files, input_context)
         return read_tfrecords(
             files, self.kind, shuffle=shuffle, seed=seed, num_parallel_reads=num_parallel_reads, shuffle_buffer=shuffle_buffer
         )

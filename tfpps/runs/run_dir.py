@@ -3,7 +3,7 @@
 A training run (``tfpps.train``, a ``tfpps.tune`` trial) writes one directory::
 
     config.yaml          the resolved RunConfig (data.dir absolute)        RunDir.config
-    .tfpps               marks it as a tfpps run (tfpps.spec.ownership)          RunDir.marker
+    .tfpps               marks it a tfpps run (tfpps.spec.ownership)        RunDir.marker
     weights/best*        weights of the best validation epoch (TF ckpt)     RunDir.best_weights
     backup/              BackupAndRestore: the last finished epoch          RunDir.backup
     history.csv          loss and validation metrics per epoch (CSVLogger)  RunDir.history
