@@ -106,9 +106,12 @@ def test_hem_padding_quirk_counts_pad_slots_in_the_mean():
 # ----------------------------------------------------------------------------- data + evaluation
 @pytest.fixture(scope="module")
 def search_dataset(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("search")
+    return _build_search_dataset(tmp_path_factory.mktemp("search"), n_users=150)
+
+
+def _build_search_dataset(tmp: Path, n_users: int) -> Path:
     raw = tmp / "raw"
-    synthetic.generate(synthetic.SyntheticConfig(n_users=150, n_items=200, n_categories=10, seed=5,
+    synthetic.generate(synthetic.SyntheticConfig(n_users=n_users, n_items=200, n_categories=10, seed=5,
                                                  events_per_user=40, purchase_rate=0.4), raw)
     out = tmp / "dataset"
     cli.run([
@@ -378,13 +381,17 @@ def test_search_model_trains_under_the_mirrored_strategy(search_dataset, tmp_pat
     assert qem["metrics"]["ndcg@10"] > 1.5 * pop["ndcg@10"], (qem["metrics"], pop)
 
 
-def test_search_model_trains_on_two_workers_through_the_launcher(search_dataset, tmp_path):
+def test_search_model_trains_on_two_workers_through_the_launcher(tmp_path):
     """A real 2-process MultiWorkerMirroredStrategy run of HEM on 127.0.0.1 (each worker half the global batch): it
     completes (the sparse embedding gradients are all-reduced dense, where TF's sparse all-gather aborted),
-    the chief writes the run and the model beats popularity."""
+    the chief writes the run and the model beats popularity.
+
+    On 500 users (about 400 test records): on the 150-user set's 122 test records HEM's NDCG@10 after 3 epochs
+    ranged 0.08-0.15 over seeds and runs (popularity 0.083), on this one 0.134-0.140 (popularity 0.080)."""
     import subprocess
     import sys
 
+    search_dataset = _build_search_dataset(tmp_path / "search500", n_users=500)
     repo = Path(__file__).resolve().parents[1]
     run_dir = tmp_path / "hem-2workers"
     cmd = [sys.executable, "-m", "tfpps.launch", "--workers=2", "--", "--model=hem", "--dataset=synthetic-search",
