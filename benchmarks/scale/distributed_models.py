@@ -11,8 +11,11 @@ and takes batches of global / N; gradients all-reduced). The test metric of the 
 compared: the mean over seeds on each side, their difference, Welch's p, and the noise band = 2 x the
 single-worker standard deviation over the seeds ("within noise" when the difference is inside it).
 
-Data: NARM on the synthetic default dataset (``synthetic``), the product-search models (QEM, HEM, AEM, ZAM,
-HRNN-search) on ``synthetic-search``; both are built on first use. Wall times include process start and,
+Data: NARM, HRM, CML and HLRM on the synthetic default dataset (``synthetic``), the product-search models
+(QEM, HEM, AEM, ZAM, HRNN-search) on ``synthetic-search``; both are built on first use.
+
+``--models`` runs some of the models: the rows of the others are kept from the last results file when it was
+made with the same workers, epochs and seeds (each row names the command that made it). Wall times include process start and,
 for the workers, the cluster's set-up; on a 2-core machine the two workers share the cores, so this is a
 correctness check of the distributed path, not a speed-up measurement.
 
@@ -21,6 +24,7 @@ Writes ``benchmarks/scale/results/distributed_models/distributed_models.json`` a
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 
@@ -28,8 +32,8 @@ from benchmarks.common import REPO, bar_plot, machine, mean_sd, model_list, resu
 from benchmarks.scale.distributed import run_recorded
 
 RESULTS = results_dir(__file__)
-MODELS = ("narm", "qem", "hem", "aem", "zam", "hrnn_search")
-DATASET_OF = {"narm": "synthetic"}  # the others: synthetic-search
+MODELS = ("narm", "hrm", "cml", "hlrm", "qem", "hem", "aem", "zam", "hrnn_search")
+DATASET_OF = {"narm": "synthetic", "hrm": "synthetic", "cml": "synthetic", "hlrm": "synthetic"}  # others: synthetic-search
 METRIC = "ndcg@10"
 
 
@@ -71,6 +75,18 @@ def one_model(model: str, seeds: list[int], workers: int, epochs: int, reuse: bo
     }
 
 
+def kept_rows(workers: int, epochs: int, seeds: list[int], exclude: set[str]) -> dict[str, dict]:
+    """Rows of the last results file (same workers, epochs and seeds) for the models not in ``exclude``."""
+    path = RESULTS / "distributed_models.json"
+    if not path.exists():
+        return {}
+    last = json.loads(path.read_text())
+    if (last.get("workers"), last.get("epochs"), last.get("seeds")) != (workers, epochs, seeds):
+        return {}
+    return {r["model"]: {**r, "command": r.get("command", last["command"])} for r in last["rows"]
+            if r["model"] not in exclude}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
@@ -83,14 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1 or args.workers < 2:
         p.error("--seeds must be >= 1 and --workers >= 2")
     seeds = list(range(1, args.seeds + 1))
-    rows = [one_model(m, seeds, args.workers, args.epochs, args.reuse) for m in models]
-    columns = [c for c in rows[0] if c not in ("single", "multi")]
+    cmd = "python -m benchmarks.scale.distributed_models " + " ".join(argv if argv is not None else sys.argv[1:])
+    fresh = {m: {**one_model(m, seeds, args.workers, args.epochs, args.reuse), "command": cmd.strip()} for m in models}
+    kept = kept_rows(args.workers, args.epochs, seeds, exclude=set(models))
+    rows = [fresh.get(m) or kept[m] for m in MODELS if m in fresh or m in kept]
+    columns = [c for c in rows[0] if c not in ("single", "multi", "command")]
     info = machine()
     title = (f"1 worker vs {args.workers} workers (tfpps.launch, MultiWorkerMirroredStrategy, same global batch), "
              f"{args.epochs} epochs, test {METRIC} of the best validation epoch, seeds {seeds[0]}..{seeds[-1]} "
              f"({info['cpu']}, {info['cores']} cores)")
     print(table(rows, columns, title))
-    cmd = "python -m benchmarks.scale.distributed_models " + " ".join(argv if argv is not None else sys.argv[1:])
     write_results(RESULTS, "distributed_models", {"command": cmd.strip(), "machine": info, "epochs": args.epochs,
                                                   "workers": args.workers, "seeds": seeds, "metric": METRIC, "rows": rows})
     bar_plot(RESULTS, "distributed_models", [r["model"] for r in rows],

@@ -16,7 +16,7 @@ Nothing here loads a split into memory; records stream from the shards.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import tensorflow as tf
 
@@ -46,8 +46,8 @@ def finish(ds: tf.data.Dataset, prefetch: int = PREFETCH_BATCHES) -> tf.data.Dat
 
 
 def replica_epoch(
-    examples: tf.data.Dataset,
-    batch: Callable[[tf.data.Dataset, int], tf.data.Dataset],
+    examples: Any,
+    batch: Callable[[Any, int], tf.data.Dataset],
     global_batch: int,
     input_context: tf.distribute.InputContext,
     examples_of_pipeline: Callable[[tf.distribute.InputContext], int],
@@ -55,7 +55,8 @@ def replica_epoch(
     """One input pipeline's epoch under tf.distribute: ``batch(examples, per-replica batch)`` cut to the
     number of batches EVERY pipeline has, so synchronous workers take the same number of steps.
 
-    ``examples`` are this pipeline's (its file shard's) examples, ``examples_of_pipeline(ctx)`` counts
+    ``examples`` are this pipeline's (its file shard's) examples (a dataset, or whatever ``batch`` builds
+    the batches from), ``examples_of_pipeline(ctx)`` counts
     pipeline ``ctx.input_pipeline_id``'s. The count is that of the smallest shard, ``ceil(examples /
     per-replica batch)``, rounded down to whole steps of the worker's replicas; the tail of a larger
     shard's shuffled stream is left out of that epoch. ``global_batch`` (``train.batch_size``) is the

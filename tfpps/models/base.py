@@ -82,6 +82,10 @@ class SequentialModel(tfrs.Model):
     #: its :meth:`make_train_dataset` takes ``input_context`` (a tf.distribute input pipeline: read that file
     #: shard, batch by the per-replica batch, yield the same number of batches on every pipeline).
     DISTRIBUTE_UNSUPPORTED: str | None = "not implemented for this model yet (its training data is not sharded per worker)"
+    #: How :meth:`compute_loss` reduces over the batch: ``"mean"`` (the replicas' gradients are divided by their
+    #: number, so the all-reduced sum is the gradient of the global-batch mean) or ``"sum"`` (the metric-learning
+    #: models' summed hinge loss: the all-reduced sum of the per-replica sums already is the global batch's).
+    LOSS_REDUCTION: str = "mean"
 
     def __init__(self, params: Any, info: DatasetInfo, run: Any, **kwargs):
         super().__init__(**kwargs)
@@ -91,25 +95,27 @@ class SequentialModel(tfrs.Model):
 
     def train_step(self, inputs):
         """``tfrs.Model.train_step``; with several replicas in sync (tf.distribute) the gradient is that of
-        ``loss / replicas``, so the sum the optimizer all-reduces is the gradient of the global-batch mean
-        (and the logged losses are divided likewise, so Keras' sum over replicas logs the mean). With
-        :attr:`DENSE_DISTRIBUTED_GRADIENTS` sparse gradients are all-reduced dense."""
+        ``loss / replicas`` (``loss`` itself when :attr:`LOSS_REDUCTION` is ``"sum"``) plus
+        ``regularization / replicas``, so the sum the optimizer all-reduces is the gradient of the
+        single-process loss of the global batch (and the logged losses are divided likewise, so Keras' sum
+        over replicas logs that loss). With :attr:`DENSE_DISTRIBUTED_GRADIENTS` sparse gradients are
+        all-reduced dense."""
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas == 1:
             return super().train_step(inputs)
+        n = float(replicas)
+        loss_share = n if self.LOSS_REDUCTION == "mean" else 1.0
         with tf.GradientTape() as tape:
             loss = self.compute_loss(inputs, training=True)
             regularization_loss = tf.reduce_sum([tf.reduce_sum(x) for x in self.losses])
-            total_loss = loss + regularization_loss
-            scaled = total_loss / float(replicas)
+            scaled = loss / loss_share + regularization_loss / n
         gradients = tape.gradient(scaled, self.trainable_variables)
         if self.DENSE_DISTRIBUTED_GRADIENTS:
             gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
         metrics = {metric.name: metric.result() for metric in self.metrics}
         # Keras sums the replicas' logs (reduction "auto" = "sum" off TPU), as it does for its own scaled losses
-        n = float(replicas)
-        metrics.update(loss=loss / n, regularization_loss=regularization_loss / n, total_loss=scaled)
+        metrics.update(loss=loss / loss_share, regularization_loss=regularization_loss / n, total_loss=scaled)
         return metrics
 
     @classmethod

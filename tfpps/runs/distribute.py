@@ -33,8 +33,8 @@ chief's decision (metric, new best?, stop?) is broadcast with one all-reduce (:m
 every worker keeps the best weights and stops early at the same epoch.
 
 **Models.** A model trains distributed when its class sets ``DISTRIBUTE_UNSUPPORTED = None`` and its
-``make_train_dataset`` takes ``input_context``: NARM and the product-search models (QEM, HEM, AEM, ZAM,
-HRNN-search). Others refuse ``mirrored``/``multiworker`` with one line saying why (GRU4Rec: session-parallel
+``make_train_dataset`` takes ``input_context``: NARM, HRM, CML, HLRM and the product-search models (QEM,
+HEM, AEM, ZAM, HRNN-search). Others refuse ``mirrored``/``multiworker`` with one line saying why (GRU4Rec: session-parallel
 state; non-neural models: nothing to distribute).
 """
 from __future__ import annotations

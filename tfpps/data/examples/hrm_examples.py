@@ -12,12 +12,12 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfpps.data.dataset_dir import cached
-from tfpps.data.pipeline import finish
+from tfpps.data.pipeline import finish, replica_epoch
 from tfpps.spec.schema import BASKET, FIRST_ID, PAD_ID
 
 
 def train_batches(data, records: tf.data.Dataset, high_order: int, batch_size: int, shuffle_buffer: int,
-                  seed: int) -> tf.data.Dataset:
+                  seed: int, input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
     """One epoch of HRM training batches from ``records`` (``data``'s shuffled training records).
 
     Sequential data: prefix examples with the last ``high_order`` items
@@ -25,18 +25,37 @@ def train_batches(data, records: tf.data.Dataset, high_order: int, batch_size: i
     Basket data: ``last_basket``, ``user_id``, ``target_item``. The
     dataset declares its cardinality (one counting pass, once per process),
     so ``fit`` works with ``steps_per_execution > 1``.
+
+    With an ``input_context`` (tf.distribute) ``records`` are this input pipeline's file shard; the batches
+    are per-replica (``batch_size`` is the global batch), as many as every pipeline has
+    (:func:`~tfpps.data.pipeline.replica_epoch`).
     """
-    if data.info().kind == BASKET:
-        total = cached(data, "hrm_basket_count", lambda: _count_basket(data))  # once per process, not per epoch
-        ds = basket_examples(records).filter(lambda ex: ex["target_item"] >= FIRST_ID)
-        if shuffle_buffer > 0:
-            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.padded_batch(batch_size)
-    else:
-        total, num_records = cached(data, "hrm_sequential_counts", lambda: _count_sequential(data))
-        ds = sequential_train_examples(records, high_order, batch_size, shuffle_buffer, seed, total, num_records)
-    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-total // batch_size)))
+    def batches(records: tf.data.Dataset, size: int, ctx: tf.distribute.InputContext | None) -> tf.data.Dataset:
+        if data.info().kind == BASKET:
+            ds = basket_examples(records).filter(lambda ex: ex["target_item"] >= FIRST_ID)
+            if shuffle_buffer > 0:
+                ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            return ds.padded_batch(size)
+        total, num_records = counts(ctx)
+        return sequential_train_examples(records, high_order, size, shuffle_buffer, seed, total, num_records)
+
+    def counts(ctx: tf.distribute.InputContext | None) -> tuple[int, int]:
+        """(examples, records) of the training split, or of pipeline ``ctx``'s file shard; once per process."""
+        shard = None if ctx is None else (ctx.input_pipeline_id, ctx.num_input_pipelines)
+        if data.info().kind == BASKET:
+            return cached(data, ("hrm_basket_count", shard), lambda: (_count_basket(data, ctx), 0))
+        return cached(data, ("hrm_sequential_counts", shard), lambda: _count_sequential(data, ctx))
+
+    if input_context is not None:
+        return replica_epoch(records, lambda r, size: batches(r, size, input_context), batch_size, input_context,
+                             lambda ctx: counts(ctx)[0])
+    ds = batches(records, batch_size, None)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(-(-counts(None)[0] // batch_size)))
     return finish(ds)
+
+
+def _shard_records(data, ctx: tf.distribute.InputContext | None) -> tf.data.Dataset:
+    return data.records("train") if ctx is None else data.records("train", input_context=ctx)
 
 
 def _count(ds: tf.data.Dataset) -> int:
@@ -105,9 +124,9 @@ def _sequence_chunks(records: tf.data.Dataset, size: int) -> tf.data.Dataset:
     return records.ragged_batch(size, row_splits_dtype=tf.int64)
 
 
-def _count_sequential(data) -> tuple[int, int]:
-    """(training examples with a real-item target, records) of a sequential dataset."""
-    counts = _sequence_chunks(data.records("train"), 1024).map(
+def _count_sequential(data, ctx: tf.distribute.InputContext | None = None) -> tuple[int, int]:
+    """(training examples with a real-item target, records) of a sequential dataset (of pipeline ``ctx``'s shard)."""
+    counts = _sequence_chunks(_shard_records(data, ctx), 1024).map(
         lambda c: tf.stack(
             [tf.reduce_sum(tf.cast(c["item_ids"][:, 1:].flat_values >= FIRST_ID, tf.int64)), c["item_ids"].nrows()]
         )
@@ -149,6 +168,6 @@ def sequential_train_examples(
     return chunks.rebatch(batch_size, drop_remainder=False)
 
 
-def _count_basket(data) -> int:
-    records = data.records("train")
+def _count_basket(data, ctx: tf.distribute.InputContext | None = None) -> int:
+    records = _shard_records(data, ctx)
     return _count(records.map(lambda r: tf.reduce_sum(tf.cast(r["baskets"][1:].flat_values >= FIRST_ID, tf.int64))))

@@ -121,13 +121,33 @@ def subsample_history(ids: tf.Tensor, valid: tf.Tensor, keys: tf.Tensor, max_his
     return tf.where(keep, chosen, tf.zeros_like(chosen)), length
 
 
-def triplet_dataset(user_items: UserItems, batch_size: int, seed: int, max_history: int = 0) -> tf.data.Dataset:
+def shard_pairs(num_pairs: int, shard: tuple[int, int] | None) -> np.ndarray:
+    """Indices of the pairs (:meth:`UserItems.pairs`) that shard ``(index, count)`` trains on: every
+    ``count``-th pair from ``index`` (all pairs without a shard); shards are disjoint and differ by one pair at most.
+
+    >>> shard_pairs(5, (1, 2)).tolist(), len(shard_pairs(5, None))
+    ([1, 3], 5)
+    """
+    if shard is None:
+        return np.arange(num_pairs, dtype=np.int64)
+    index, count = shard
+    return np.arange(index, num_pairs, count, dtype=np.int64)
+
+
+def triplet_dataset(user_items: UserItems, batch_size: int, seed: int, max_history: int = 0,
+                    shard: tuple[int, int] | None = None) -> tf.data.Dataset:
     """Batches of ``user_id``, ``positive_item``, ``negative_item`` (and ``item_ids``/``length`` histories).
 
     See the module docstring. The order of the pairs is reshuffled on every
-    iteration (epoch); the dataset declares its cardinality.
+    iteration (epoch); the dataset declares its cardinality. With ``shard=(index, count)`` (one tf.distribute
+    input pipeline of ``count``) only that shard's pairs (:func:`shard_pairs`); negatives and histories still
+    come from the user's whole training set.
     """
     users_np, items_np = user_items.pairs()
+    chosen = shard_pairs(len(users_np), shard)
+    users_np, items_np = users_np[chosen], items_np[chosen]
+    if shard is not None:
+        seed += 1_000_003 * shard[0]  # the shards' orders and negatives are drawn apart (shard 0 keeps ``seed``)
     n = len(users_np)
     if n == 0:
         raise ValueError("no training pairs: every user has an empty training history")

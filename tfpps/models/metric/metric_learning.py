@@ -31,7 +31,8 @@ import tensorflow as tf
 
 from tfpps.config import REPO_ROOT, ConfigError, non_negative, positive
 from tfpps.data.dataset_dir import cached
-from tfpps.data.examples.triplets import UserItems, triplet_dataset
+from tfpps.data.examples.triplets import UserItems, shard_pairs, triplet_dataset
+from tfpps.data.pipeline import replica_epoch
 from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
 from tfpps.tasks.hinge import hinge_loss
 
@@ -80,6 +81,10 @@ def load_pretrained(path: str, rows: int, dim: int, name: str) -> np.ndarray:
 class MetricLearningModel(SequentialModel):
     """Base of CML-style models: subclasses define :meth:`distances` and :meth:`score_items`."""
 
+    DISTRIBUTE_UNSUPPORTED = None  # stateless triplets: trains under mirrored / multiworker
+    LOSS_REDUCTION = "sum"  # the original's hinge loss sums over the batch
+    DENSE_DISTRIBUTED_GRADIENTS = True  # HLRM's history rows differ between workers (see the base class)
+
     def __init__(self, params: MetricLearningConfig, info: DatasetInfo, run, **kwargs):
         super().__init__(params, info, run, **kwargs)
         params.validate()
@@ -108,13 +113,25 @@ class MetricLearningModel(SequentialModel):
         return 0
 
     @classmethod
-    def make_train_dataset(cls, params, data, run, epoch_seed: int) -> tf.data.Dataset:
-        """Every distinct (user, training item) pair once per epoch with a negative (see :mod:`tfpps.data.examples.triplets`)."""
-        return triplet_dataset(
-            cached(data, "user_items", lambda: UserItems.from_dataset(data)),  # one pass per process, not per epoch
-            batch_size=run.train.batch_size,
-            seed=epoch_seed,
-            max_history=cls.history_size(params),
+    def make_train_dataset(cls, params, data, run, epoch_seed: int,
+                           input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """Every distinct (user, training item) pair once per epoch with a negative (see :mod:`tfpps.data.examples.triplets`).
+
+        With an ``input_context`` (tf.distribute) this input pipeline takes every ``n``-th pair
+        (:func:`~tfpps.data.examples.triplets.shard_pairs`) and batches by the per-replica batch, as many
+        batches as every pipeline has (:func:`~tfpps.data.pipeline.replica_epoch`). Every worker reads the
+        whole training split once to know each user's items (negatives avoid all of them)."""
+        user_items = cached(data, "user_items", lambda: UserItems.from_dataset(data))  # one pass per process
+        if input_context is None:
+            return triplet_dataset(user_items, run.train.batch_size, epoch_seed, cls.history_size(params))
+        pipelines, num_pairs = input_context.num_input_pipelines, len(user_items.items)
+        shard = (input_context.input_pipeline_id, pipelines)
+        return replica_epoch(
+            user_items,
+            lambda ui, per_replica: triplet_dataset(ui, per_replica, epoch_seed, cls.history_size(params), shard=shard),
+            run.train.batch_size,
+            input_context,
+            lambda ctx: len(shard_pairs(num_pairs, (ctx.input_pipeline_id, pipelines))),
         )
 
     # ------------------------------------------------------------------ training
@@ -123,9 +140,19 @@ class MetricLearningModel(SequentialModel):
         return list(self._clipped)
 
     def clip_embeddings(self) -> None:
-        if self.params.clip > 0:
+        """Clip the rows of :meth:`clipped_variables` to norm ``clip``. Under tf.distribute the (mirrored)
+        tables are clipped once, in cross-replica context, to the same value on every replica."""
+        if self.params.clip <= 0:
+            return
+
+        def clip(*_strategy):
             for var in self.clipped_variables():
                 var.assign(tf.clip_by_norm(var, self.params.clip, axes=[1]))
+
+        if tf.distribute.has_strategy() and tf.distribute.in_cross_replica_context() is False:
+            tf.distribute.get_replica_context().merge_call(clip)
+        else:
+            clip()
 
     def train_step(self, inputs):
         logs = super().train_step(inputs)  # tfrs: loss, gradients, apply_gradients

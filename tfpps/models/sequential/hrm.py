@@ -197,6 +197,9 @@ def last_real_items(item_ids: tf.Tensor, length: tf.Tensor, n: int) -> tuple[tf.
 class HRM(SequentialModel):
     """HRM (Wang et al. SIGIR'15): two-layer max/avg pooling of [user; last transaction], softmax over items."""
 
+    DISTRIBUTE_UNSUPPORTED = None  # stateless (last transaction -> item) examples: trains under mirrored / multiworker
+    DENSE_DISTRIBUTED_GRADIENTS = True  # basket batches are padded to their widest basket: rows differ per worker
+
     def __init__(self, params: HRMConfig, info: DatasetInfo, run=None, **kwargs):
         super().__init__(params, info, run, **kwargs)
         params.validate()
@@ -229,12 +232,15 @@ class HRM(SequentialModel):
 
     # ------------------------------------------------------------------ data
     @classmethod
-    def make_train_dataset(cls, params: HRMConfig, data, run, epoch_seed: int) -> tf.data.Dataset:
+    def make_train_dataset(cls, params: HRMConfig, data, run, epoch_seed: int,
+                           input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         """Training examples (see departure 8), shuffled anew each epoch, batched by ``train.batch_size``
-        (:func:`tfpps.data.examples.hrm_examples.train_batches`)."""
-        records = training_records(data, run, epoch_seed)
+        (:func:`tfpps.data.examples.hrm_examples.train_batches`); with an ``input_context`` (tf.distribute)
+        this input pipeline's file shard, per-replica batches."""
+        records = training_records(data, run, epoch_seed, input_context=input_context)
         return hrm_examples.train_batches(
-            data, records, params.high_order, run.train.batch_size, run.data.shuffle_buffer, epoch_seed
+            data, records, params.high_order, run.train.batch_size, run.data.shuffle_buffer, epoch_seed,
+            input_context=input_context,
         )
 
     # ------------------------------------------------------------------ encoder
