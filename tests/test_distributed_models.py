@@ -1,6 +1,7 @@
-"""HRM, CML and HLRM under tf.distribute: each input pipeline's share of an epoch, and one training step on two
-replicas equal to the single-process step on the same global batch (the gradient scaling of a mean loss and
-of the metric models' summed hinge loss, the dense all-reduce, the clipping of mirrored tables)."""
+"""HRM, CML, HLRM and GRU4Rec under tf.distribute: each input pipeline's share of an epoch (GRU4Rec: one
+session-parallel schedule per replica), and one training step on two replicas equal to the single-process
+step on the same global batch (the gradient scaling of a mean loss and of the metric models' summed hinge
+loss, the dense all-reduce, the clipping of mirrored tables)."""
 import json
 import subprocess
 import sys
@@ -15,7 +16,10 @@ import tensorflow as tf
 from markov_data import write_markov_dataset
 from tfpps.cli.train import parse
 from tfpps.data.dataset_dir import DatasetDir
+from tfpps.config import ConfigError
+from tfpps.data.examples import session_parallel
 from tfpps.data.examples.triplets import UserItems
+from tfpps.models.sequential.gru4rec import GRU4Rec
 from tfpps.models.metric.cml import CML
 from tfpps.models.sequential.hrm import HRM
 
@@ -88,3 +92,40 @@ def test_one_step_on_two_replicas_equals_the_single_process_step(markov, model, 
     assert result["max_abs_diff"] < 1e-5, result  # ... by the same amount on two replicas
     if model != "hrm":
         assert result["max_row_norm"] <= 1.0 + 1e-5, result  # clip = 1 held on the mirrored tables
+
+
+def _pairs(schedule) -> Counter:
+    valid = schedule.valid
+    return Counter(zip(schedule.input_items[valid].tolist(), schedule.target_items[valid].tolist()))
+
+
+@pytest.mark.parametrize("pipelines,replicas", [(2, 2), (1, 2), (2, 4)])
+def test_gru4rec_replicas_walk_their_own_session_schedules(markov, pipelines, replicas):
+    """Every replica's schedule has batch / replicas slots and the same number of steps (padding steps hold no
+    valid slot); together they train every (input, target) pair of the one-process schedule exactly once."""
+    data, batch = DatasetDir(markov), 8
+    _, whole = session_parallel.session_parallel_dataset(data, batch, n_sample=16)
+    grid = session_parallel.replica_schedules(data, batch, 16, pipelines, replicas)
+    flat = [s for row in grid for s in row]
+    assert len(grid) == pipelines and len(flat) == replicas
+    assert {s.batch_size for s in flat} == {batch // replicas} and len({s.num_steps for s in flat}) == 1
+    assert sum((_pairs(s) for s in flat), Counter()) == _pairs(whole)
+    for s in flat:  # padding only at the end: once a step has no valid slot, none after it has
+        empty = ~s.valid.any(axis=1)
+        assert not empty.any() or empty[int(empty.argmax()):].all()
+        assert s.reset[s.valid].sum() > 0
+    # what the pipeline yields: its local replicas' steps interleaved (replica r gets elements r, r + local, ...)
+    ctx = tf.distribute.InputContext(pipelines, pipelines - 1, replicas)
+    elements = list(session_parallel.replica_dataset(data, batch, 16, ctx).as_numpy_iterator())
+    local = grid[pipelines - 1]
+    assert len(elements) == len(local) * local[0].num_steps
+    for r, schedule in enumerate(local):
+        mine = elements[r :: len(local)]
+        assert all((e["input_items"] == schedule.input_items[t]).all() and (e["valid"] == schedule.valid[t]).all()
+                   for t, e in enumerate(mine))
+
+
+def test_gru4rec_prefix_training_refuses_a_distributed_strategy_in_one_line(markov):
+    run = parse(["--model=gru4rec", f"--data_dir={markov}", "--set", "model_params.train_mode=prefix"])[0]
+    with pytest.raises(ConfigError, match="train_mode=prefix does not train under --strategy"):
+        GRU4Rec.make_train_dataset(run.model_params, DatasetDir(markov), run, 1, input_context=_contexts()[0])

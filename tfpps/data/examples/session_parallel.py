@@ -94,6 +94,14 @@ class Sessions:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def subset(self, sessions: np.ndarray) -> "Sessions":
+        """The sessions of index array ``sessions``, in that order."""
+        lengths = self.lengths[sessions]
+        starts = self.offsets[:-1][sessions]
+        src = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return Sessions(self.items[src.astype(np.int64)], offsets, self.first_times[sessions])
+
     @classmethod
     def from_lists(cls, sequences: Sequence[Sequence[int]], first_times: Sequence[int] | None = None) -> "Sessions":
         lengths = np.array([len(s) for s in sequences], dtype=np.int64)
@@ -228,3 +236,56 @@ def session_parallel_dataset(data, batch_size: int, n_sample: int, split: str = 
     sched = cached(data, ("session_parallel_schedule", split, int(batch_size), min_valid),
                    lambda: build_schedule(sessions_from_records(data.records(split)), batch_size, min_valid=min_valid))
     return sched.dataset(), sched
+
+
+def pad_steps(schedule: SessionParallelSchedule, num_steps: int) -> SessionParallelSchedule:
+    """``schedule`` with rows of no valid slot appended up to ``num_steps`` steps (they train nothing)."""
+    extra = num_steps - schedule.num_steps
+    if extra <= 0:
+        return schedule
+
+    def pad(a):
+        return np.concatenate([a, np.zeros((extra, a.shape[1]), a.dtype)])
+
+    return SessionParallelSchedule(*(pad(getattr(schedule, name)) for name in SessionParallelSchedule.FEATURES))
+
+
+def replica_schedules(data, batch_size: int, n_sample: int, pipelines: int, replicas: int,
+                      split: str = "train") -> list[list[SessionParallelSchedule]]:
+    """Session-parallel schedules of ``replicas`` tf.distribute replicas fed by ``pipelines`` input pipelines:
+    ``[pipeline][local replica]``, every one padded (:func:`pad_steps`) to the longest one's steps.
+
+    Input pipeline ``i`` reads its file shard of ``split`` (files ``[i::pipelines]``); its sessions, in the
+    order of their first event, are dealt round-robin to its ``replicas / pipelines`` local replicas; each
+    replica lays its sessions into ``batch_size / replicas`` slots (:func:`build_schedule`, the official
+    refill). Every process computes all of them (one read of the split, cached), so all pipelines agree on
+    the number of steps."""
+    if replicas % pipelines or batch_size % replicas:
+        raise ValueError(f"{replicas} replicas over {pipelines} input pipelines and a batch of {batch_size}: "
+                         "each must divide the next")
+    min_valid = 2 if n_sample == 0 else 1
+    slots, local = batch_size // replicas, replicas // pipelines
+
+    def build() -> list[list[SessionParallelSchedule]]:
+        out = []
+        for i in range(pipelines):
+            ctx = tf.distribute.InputContext(pipelines, i, replicas)
+            sessions = sessions_from_records(data.records(split, input_context=ctx))
+            order = np.argsort(sessions.first_times, kind="stable")
+            out.append([build_schedule(sessions.subset(order[r::local]), slots, min_valid=min_valid)
+                        for r in range(local)])
+        steps = max(s.num_steps for row in out for s in row)
+        return [[pad_steps(s, steps) for s in row] for row in out]
+
+    return cached(data, ("session_parallel_replicas", split, int(batch_size), min_valid, pipelines, replicas), build)
+
+
+def replica_dataset(data, batch_size: int, n_sample: int, input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+    """Input pipeline ``input_context.input_pipeline_id``'s epoch (:func:`replica_schedules`): its local
+    replicas' steps interleaved (step ``t`` of replica 0, of replica 1, ...), as tf.distribute hands
+    consecutive elements of a pipeline to its local replicas; ``[batch_size / replicas]`` slots each."""
+    mine = replica_schedules(data, batch_size, n_sample, input_context.num_input_pipelines,
+                             input_context.num_replicas_in_sync)[input_context.input_pipeline_id]
+    features = {name: np.stack([getattr(s, name) for s in mine], axis=1).reshape(-1, mine[0].batch_size)
+                for name in SessionParallelSchedule.FEATURES}  # [T * local, slots]: step-major
+    return tf.data.Dataset.from_tensor_slices(features)

@@ -118,6 +118,16 @@ Departures from the official code:
     ``loss_per_event`` is the epoch's summed row loss per training event (the
     official log prints ``sum_t(L_t * n_t) / sum_t(n_t)`` of the per-step
     losses ``L_t = sum / batch_size``).
+13. **tf.distribute** (not official; ``--strategy=mirrored|multiworker``): each replica walks its own
+    session-parallel schedule of ``batch_size / replicas`` slots over its input pipeline's file shard
+    (sessions in first-event order, dealt round-robin to the pipeline's local replicas), all schedules
+    padded with empty steps to the longest
+    (:func:`tfpps.data.examples.session_parallel.replica_schedules`). Each replica's loss is its slots'
+    sum over ``batch_size / replicas`` and the all-reduced gradient that of the global sum over
+    ``batch_size``, as in one process. Two things differ from one process with the same global batch:
+    the in-batch negatives of a row are the targets of its own replica's slots only (the
+    ``n_sample`` shared negatives are the same draw on every replica), and the slots of different
+    replicas are filled from different session streams. Dropout masks are keyed by replica too.
 """
 from __future__ import annotations
 
@@ -200,11 +210,7 @@ def _count_prefix_examples(data: Any) -> int:
 class GRU4Rec(SlotParallelModel):
     """GRU4Rec (Hidasi et al. 2016/2018): session-parallel GRU with sampled ranking losses."""
 
-    DISTRIBUTE_UNSUPPORTED = (
-        "session-parallel training is one time-ordered schedule whose slots carry their GRU state from step to "
-        "step in non-trainable variables (and one shared negative sample per step); it cannot be cut into "
-        "per-worker file shards"
-    )
+    DISTRIBUTE_UNSUPPORTED = None  # departure 13: one session-parallel schedule per replica
 
     def __init__(self, params: GRU4RecConfig, info: DatasetInfo, run: Any, **kwargs):
         super().__init__(params, info, run, **kwargs)  # validates params; batch_size, seed, num_items
@@ -234,11 +240,8 @@ class GRU4Rec(SlotParallelModel):
             with tf.name_scope(cell.name):
                 cell.build(tf.TensorShape([None, in_dim if i == 0 else sizes[i - 1]]))
             self.cells.append(cell)
-        self.states = [
-            self.add_weight(f"state_{i}", [self.batch_size, units], initializer="zeros", trainable=False)
-            for i, units in enumerate(sizes)
-        ]
-        self.step_counter = self.add_weight("sample_step", [], dtype=tf.int64, initializer="zeros", trainable=False)
+        self.states = [self.state_variable(f"state_{i}", [self.batch_size, units]) for i, units in enumerate(sizes)]
+        self.step_counter = self.state_variable("sample_step", [], dtype=tf.int64)
 
         counts = np.asarray(info.item_counts, dtype=np.float64)
         self._log_support = tf.constant(np.log(np.maximum(counts, 1.0)), tf.float32)
@@ -256,8 +259,18 @@ class GRU4Rec(SlotParallelModel):
 
     # ------------------------------------------------------------------ data
     @classmethod
-    def make_train_dataset(cls, params: GRU4RecConfig, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:
+    def make_train_dataset(cls, params: GRU4RecConfig, data: Any, run: Any, epoch_seed: int,
+                           input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """One epoch: the session-parallel schedule (the same every epoch), or shuffled prefix batches
+        (``train_mode: prefix``). With an ``input_context`` (tf.distribute) the schedules of this input
+        pipeline's replicas (:func:`~tfpps.data.examples.session_parallel.replica_dataset`)."""
         train = train_section(run)
+        if input_context is not None:
+            if params.train_mode == "prefix":
+                raise ConfigError("gru4rec: model_params.train_mode=prefix does not train under --strategy=mirrored|"
+                                  "multiworker (session-parallel training does); use --strategy=default")
+            ds = session_parallel.replica_dataset(data, int(train.batch_size), int(params.n_sample), input_context)
+            return finish(ds, 256)
         if params.train_mode == "prefix":
             data_cfg = getattr(run, "data", None)
             max_len = max_len_of(run)
@@ -283,7 +296,11 @@ class GRU4Rec(SlotParallelModel):
         return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
 
     def _seeds(self, step: tf.Tensor, n: int) -> tf.Tensor:
-        base = tf.stack([tf.constant(self.seed + 1_000_003, tf.int64), tf.cast(step, tf.int64)])
+        """``n`` stateless seeds of a training step (and, distributed, of this replica)."""
+        first = tf.constant(self.seed + 1_000_003, tf.int64)
+        if self.slots < self.batch_size:
+            first += 7_919 * self.replica_seed()
+        base = tf.stack([first, tf.cast(step, tf.int64)])
         return tf.random.experimental.stateless_split(base, num=n)
 
     def _input_embedding(self, ids: tf.Tensor) -> tf.Tensor:
@@ -307,7 +324,7 @@ class GRU4Rec(SlotParallelModel):
 
     def _session_parallel_loss(self, f, training: bool) -> tf.Tensor:
         p = self.params
-        b = self.batch_size
+        b = self.slots
         x = tf.cast(f["input_items"], tf.int64)
         y = tf.cast(f["target_items"], tf.int64)
         reset = tf.cast(f["reset"], tf.bool)[:, None]
@@ -335,12 +352,13 @@ class GRU4Rec(SlotParallelModel):
         if training and not self.one_hot_input:
             h = self._dropout(h, p.dropout_p_embed, seeds[0])
         for i, cell in enumerate(self.cells):
-            prev = tf.where(reset, tf.zeros_like(self.states[i]), self.states[i])
+            state = self.own_rows(self.states[i])
+            prev = tf.where(reset, tf.zeros_like(state), state)
             h = cell(h, prev)
             if training:
                 rate = p.dropout_p_embed if (i == 0 and self.one_hot_input) else p.dropout_p_hidden
                 h = self._dropout(h, rate, seeds[i + 1])
-            self.states[i].assign(h)
+            self.set_own_rows(self.states[i], h)
 
         n_extra = 0 if neg is None else p.n_sample
         col_mask = tf.concat([valid, tf.ones([n_extra], tf.bool)], axis=0)
@@ -360,8 +378,8 @@ class GRU4Rec(SlotParallelModel):
         p = self.params
         scores = losses.final_activation(scores, p.final_act, p.elu_param)
         if p.loss == "bpr-max":
-            return losses.bpr_max(scores, p.bpreg, row_mask=valid, col_mask=col_mask, batch_size=self.batch_size)
-        return losses.top1_max(scores, row_mask=valid, col_mask=col_mask, batch_size=self.batch_size)
+            return losses.bpr_max(scores, p.bpreg, row_mask=valid, col_mask=col_mask, batch_size=self.slots)
+        return losses.top1_max(scores, row_mask=valid, col_mask=col_mask, batch_size=self.slots)
 
     # ------------------------------------------------------------------ sequences (prefix training, evaluation)
     def encode(self, item_ids: tf.Tensor, length: tf.Tensor, training: bool = False, step=None) -> tf.Tensor:
