@@ -164,8 +164,6 @@ def test_launcher_builds_tf_config_per_worker():
      "tfpps.train: error: train.strategy='bogus': expected one of default, mirrored, multiworker"),
     (["--model=narm", "--set", "train.strategy=mirroredd"],
      "tfpps.train: error: train.strategy='mirroredd': expected one of default, mirrored, multiworker"),
-    (["--model=hrnn", "--strategy=multiworker"],
-     "tfpps.train: error: hrnn: --strategy=multiworker is not supported: not implemented for this model yet"),
     (["--model=pop", "--strategy=mirrored"],
      "tfpps.train: error: pop: --strategy=mirrored is not supported: it is not a neural model"),
     (["--model=narm", "--strategy=multiworker"],

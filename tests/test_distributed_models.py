@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import tfpps  # noqa: F401
@@ -129,3 +130,28 @@ def test_gru4rec_prefix_training_refuses_a_distributed_strategy_in_one_line(mark
     run = parse(["--model=gru4rec", f"--data_dir={markov}", "--set", "model_params.train_mode=prefix"])[0]
     with pytest.raises(ConfigError, match="train_mode=prefix does not train under --strategy"):
         GRU4Rec.make_train_dataset(run.model_params, DatasetDir(markov), run, 1, input_context=_contexts()[0])
+
+
+@pytest.mark.parametrize("pipelines,replicas", [(2, 2), (1, 2)])
+def test_hrnn_replicas_walk_their_own_user_schedules(markov, pipelines, replicas):
+    """Replica r walks every R-th user's stream in batch / R slots; all replicas take the same number of steps
+    and together train every (input, target) pair of the one-process schedule once."""
+    from tfpps.data.examples import hrnn_examples
+
+    data, batch = DatasetDir(markov), 8
+    whole = next(iter(hrnn_examples.train_batches(data, batch, 1, False).batch(10**6)))
+    elements = [list(hrnn_examples.replica_batches(data, batch, 1, False, tf.distribute.InputContext(pipelines, i, replicas))
+                     .as_numpy_iterator()) for i in range(pipelines)]
+    local = replicas // pipelines
+    per_replica = [e[r::local] for e in elements for r in range(local)]
+    assert len({len(steps) for steps in per_replica}) == 1
+    assert {len(step["valid"]) for steps in per_replica for step in steps} == {batch // replicas}
+
+    def pairs(inputs, targets, valid):
+        return Counter(zip(inputs[valid].tolist(), targets[valid].tolist()))
+
+    expected = pairs(whole["input_items"].numpy(), whole["target_items"].numpy(), whole["valid"].numpy())
+    got = Counter()
+    for steps in per_replica:
+        got += pairs(*(np.stack([s[k] for s in steps]) for k in ("input_items", "target_items", "valid")))
+    assert got == expected

@@ -11,7 +11,7 @@ and takes batches of global / N; gradients all-reduced). The test metric of the 
 compared: the mean over seeds on each side, their difference, Welch's p, and the noise band = 2 x the
 single-worker standard deviation over the seeds ("within noise" when the difference is inside it).
 
-Data: GRU4Rec, NARM, HRM, CML and HLRM on the synthetic default dataset (``synthetic``), the product-search models
+Data: GRU4Rec, HRNN, NARM, HRM, CML and HLRM on the synthetic default dataset (``synthetic``), the product-search models
 (QEM, HEM, AEM, ZAM, HRNN-search) on ``synthetic-search``; both are built on first use.
 
 ``--models`` runs some of the models: the rows of the others are kept from the last results file when it was
@@ -32,8 +32,8 @@ from benchmarks.common import REPO, bar_plot, machine, mean_sd, model_list, resu
 from benchmarks.scale.distributed import run_recorded
 
 RESULTS = results_dir(__file__)
-MODELS = ("gru4rec", "narm", "hrm", "cml", "hlrm", "qem", "hem", "aem", "zam", "hrnn_search")
-DATASET_OF = {m: "synthetic" for m in ("gru4rec", "narm", "hrm", "cml", "hlrm")}  # the others: synthetic-search
+MODELS = ("gru4rec", "hrnn", "narm", "hrm", "cml", "hlrm", "qem", "hem", "aem", "zam", "hrnn_search")
+DATASET_OF = {m: "synthetic" for m in ("gru4rec", "hrnn", "narm", "hrm", "cml", "hlrm")}  # others: synthetic-search
 METRIC = "ndcg@10"
 
 

@@ -33,9 +33,9 @@ chief's decision (metric, new best?, stop?) is broadcast with one all-reduce (:m
 every worker keeps the best weights and stops early at the same epoch.
 
 **Models.** A model trains distributed when its class sets ``DISTRIBUTE_UNSUPPORTED = None`` and its
-``make_train_dataset`` takes ``input_context``: NARM, HRM, CML, HLRM and the product-search models (QEM,
-HEM, AEM, ZAM, HRNN-search). Others refuse ``mirrored``/``multiworker`` with one line saying why (GRU4Rec: session-parallel
-state; non-neural models: nothing to distribute).
+``make_train_dataset`` takes ``input_context``: every neural model (GRU4Rec and HRNN with one slot-parallel
+schedule per replica, :mod:`tfpps.models.sequential._slot_parallel`). The non-neural models refuse
+``mirrored``/``multiworker`` with one line (nothing to distribute).
 """
 from __future__ import annotations
 

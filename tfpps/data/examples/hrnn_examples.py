@@ -43,6 +43,46 @@ def train_batches(data: Any, batch_size: int, min_valid: int, drop_tail: bool) -
     return finish(sched.dataset(), 256)
 
 
+def replica_batches(data: Any, batch_size: int, min_valid: int, drop_tail: bool,
+                    input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+    """Input pipeline ``input_context.input_pipeline_id``'s epoch under tf.distribute: replica ``r`` of ``R``
+    walks the user-parallel schedule of every ``R``-th user stream (users in id order, from ``r``) in
+    ``batch_size / R`` slots; all schedules are padded with empty steps to the longest, and the pipeline
+    yields its local replicas' steps interleaved (step ``t`` of each, in replica order). Users, not files,
+    are shared out, since a user's sessions may lie in several files: every process reads the whole
+    training split once."""
+    replicas, pipelines = input_context.num_replicas_in_sync, input_context.num_input_pipelines
+    if replicas % pipelines or batch_size % replicas:
+        raise ConfigError(f"hrnn: train.batch_size={batch_size} must be a multiple of the {replicas} replicas in sync")
+
+    def build():
+        users = train_users(data)
+        schedules = [user_parallel.build_user_schedule(users.subset(np.arange(r, users.num_users, replicas)),
+                                                       batch_size // replicas, min_valid=min_valid, drop_tail=drop_tail)
+                     for r in range(replicas)]
+        steps = max(s.num_steps for s in schedules)
+        if steps == 0:
+            raise ConfigError("hrnn: the training split has no session with two or more events")
+        return [_pad_steps(s, steps) for s in schedules]
+
+    schedules = cached(data, ("hrnn_replica_schedules", batch_size, min_valid, bool(drop_tail), replicas), build)
+    local = replicas // pipelines
+    mine = schedules[input_context.input_pipeline_id * local : (input_context.input_pipeline_id + 1) * local]
+    features = {name: np.stack([getattr(s, name) for s in mine], axis=1).reshape(-1, mine[0].batch_size)
+                for name in user_parallel.UserParallelSchedule.FEATURES}  # [T * local, slots]: step-major
+    return finish(tf.data.Dataset.from_tensor_slices(features), 256)
+
+
+def _pad_steps(schedule: user_parallel.UserParallelSchedule, steps: int) -> user_parallel.UserParallelSchedule:
+    """``schedule`` with steps of no valid slot appended up to ``steps``."""
+    extra = steps - schedule.num_steps
+    fields = {f.name: getattr(schedule, f.name) for f in dataclasses.fields(schedule)}
+    fill = {"stream": -1}
+    return user_parallel.UserParallelSchedule(**{
+        name: np.concatenate([a, np.full((extra, a.shape[1]), fill.get(name, 0), a.dtype)]) for name, a in fields.items()
+    })
+
+
 @dataclasses.dataclass
 class EvaluationSchedule:
     """The evaluation streams of one split on a user-parallel schedule, with its prediction points.

@@ -74,6 +74,10 @@ class UserSessions:
     def session_lengths(self) -> np.ndarray:
         return np.diff(self.session_offsets)
 
+    def subset(self, streams: np.ndarray) -> "UserSessions":
+        """The streams of index array ``streams``, in that order."""
+        return UserSessions.from_nested([self.sessions_of(int(u)) for u in streams], self.user_ids[streams])
+
     def sessions_of(self, u: int) -> list[np.ndarray]:
         lo, hi = self.user_offsets[u], self.user_offsets[u + 1]
         return [self.items[self.session_offsets[s] : self.session_offsets[s + 1]] for s in range(lo, hi)]

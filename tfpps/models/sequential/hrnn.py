@@ -79,6 +79,11 @@ Departures from the reference code
    split) each start from the user's earlier-split history; the reference
    streams them one after the other. With ``last_session`` (the paper's
    protocol) there is one per user and the two agree.
+11. **tf.distribute** (not in the reference; ``--strategy=mirrored|multiworker``): replica ``r`` of ``R``
+   walks the user-parallel schedule of every ``R``-th user in ``batch_size / R`` slots, all schedules
+   padded with empty steps to the longest
+   (:func:`tfpps.data.examples.hrnn_examples.replica_batches`); the states are per-replica variables. A
+   row's in-batch negatives are its own replica's targets; dropout masks are keyed by replica too.
 
 Example::
 
@@ -167,6 +172,8 @@ class HRNNConfig:
 class HRNN(SlotParallelModel):
     """HRNN / HGRU4Rec (Quadrana et al. 2017): session GRU initialised from a user GRU, user-parallel."""
 
+    DISTRIBUTE_UNSUPPORTED = None  # departure 11: one user-parallel schedule per replica
+
     def __init__(self, params: HRNNConfig, info: DatasetInfo, run: Any, **kwargs):
         super().__init__(params, info, run, **kwargs)  # validates params; batch_size, seed, num_items
         p = params
@@ -196,9 +203,9 @@ class HRNN(SlotParallelModel):
         if p.user_to_output:
             self.Wuy = self.add_weight("Wuy", [n, hu], initializer=GateStackedUniform(1, seed + 60))
 
-        self.h_s = self.add_weight("state_session", [self.batch_size, hs], initializer="zeros", trainable=False)
-        self.h_u = self.add_weight("state_user", [self.batch_size, hu], initializer="zeros", trainable=False)
-        self.step_counter = self.add_weight("sample_step", [], dtype=tf.int64, initializer="zeros", trainable=False)
+        self.h_s = self.state_variable("state_session", [self.batch_size, hs])
+        self.h_u = self.state_variable("state_user", [self.batch_size, hu])
+        self.step_counter = self.state_variable("sample_step", [], dtype=tf.int64)
         counts = np.asarray(info.item_counts, dtype=np.float64)
         self.sampler = PopularitySampler(counts, p.sample_alpha, p.n_sample, seed=seed) if p.n_sample > 0 else None
         self.loss_per_event = tf.keras.metrics.Mean(name="loss_per_event")
@@ -206,9 +213,15 @@ class HRNN(SlotParallelModel):
 
     # ------------------------------------------------------------------ data
     @classmethod
-    def make_train_dataset(cls, params: HRNNConfig, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:
+    def make_train_dataset(cls, params: HRNNConfig, data: Any, run: Any, epoch_seed: int,
+                           input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        """The user-parallel schedule of the training split (the same every epoch); with an ``input_context``
+        (tf.distribute) the schedules of this input pipeline's replicas, users shared out
+        (:func:`~tfpps.data.examples.hrnn_examples.replica_batches`)."""
         b = int(train_section(run).batch_size)
         min_valid = 2 if params.n_sample == 0 else 1
+        if input_context is not None:
+            return hrnn_examples.replica_batches(data, b, min_valid, bool(params.drop_tail), input_context)
         return hrnn_examples.train_batches(data, b, min_valid, bool(params.drop_tail))
 
     # ------------------------------------------------------------------ pieces
@@ -270,11 +283,11 @@ class HRNN(SlotParallelModel):
         if p.loss == "cross-entropy":
             if act == "tanh":
                 scores = tf.tanh(scores)
-            return losses.cross_entropy(scores, row_mask=valid, col_mask=col_mask, batch_size=self.batch_size)
+            return losses.cross_entropy(scores, row_mask=valid, col_mask=col_mask, batch_size=self.slots)
         if act == "default":
             act = "elu" if p.loss in ("bpr-max", "top1-max") else "tanh"
         scores = tf.nn.relu(scores) if act == "relu" else losses.final_activation(scores, act, p.elu_param)
-        kwargs = {"row_mask": valid, "col_mask": col_mask, "batch_size": self.batch_size}
+        kwargs = {"row_mask": valid, "col_mask": col_mask, "batch_size": self.slots}
         if p.loss == "bpr-max":
             return losses.bpr_max(scores, p.bpreg, **kwargs)
         if p.loss == "top1-max":
@@ -290,11 +303,15 @@ class HRNN(SlotParallelModel):
         step = self.step_counter.assign_add(1) - 1 if training else tf.identity(self.step_counter)
         seeds = None
         if training:
-            base = tf.stack([tf.constant(self.seed + 2_000_003, tf.int64), tf.cast(step, tf.int64)])
+            first = tf.constant(self.seed + 2_000_003, tf.int64)
+            if self.slots < self.batch_size:
+                first += 7_919 * self.replica_seed()
+            base = tf.stack([first, tf.cast(step, tf.int64)])
             seeds = tf.random.experimental.stateless_split(base, num=3)
-        h_s, h_u = self.step(features["input_items"], features["sstart"], features["ustart"], self.h_s, self.h_u, seeds)
-        self.h_s.assign(h_s)
-        self.h_u.assign(h_u)
+        h_s, h_u = self.step(features["input_items"], features["sstart"], features["ustart"],
+                             self.own_rows(self.h_s), self.own_rows(self.h_u), seeds)
+        self.set_own_rows(self.h_s, h_s)
+        self.set_own_rows(self.h_u, h_u)
 
         cols, col_mask = y, valid
         if self.sampler is not None:
