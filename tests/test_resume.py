@@ -94,15 +94,17 @@ def test_epoch_seeds_depend_on_seed_and_epoch_only():
     assert resume.epoch_seed(43, 1) != resume.epoch_seed(42, 1)
 
 
-def test_narm_multiworker_sigkilled_resumes_to_the_uninterrupted_result(markov, tmp_path):
+@pytest.mark.parametrize("model_args", [NARM_ARGS, GRU4REC_ARGS], ids=["narm", "gru4rec"])
+def test_multiworker_sigkilled_resumes_to_the_uninterrupted_result(markov, tmp_path, model_args):
     """Two workers through ``tfpps.launch``: worker 0 is SIGKILLed mid-epoch 2 (the launcher then stops worker 1),
     and the same command run again resumes from the chief's backup at epoch 2 and ends with exactly the
-    validation history and test metrics of an uninterrupted 2-worker run."""
+    validation history and test metrics of an uninterrupted 2-worker run. GRU4Rec: the per-replica GRU states
+    and step counters (sync-on-read variables) come back from the backup too."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
     def launch(run_dir, crash=None):
         extra = {"TFPPS_TEST_CRASH": crash} if crash else {}
-        cmd = [sys.executable, "-m", "tfpps.launch", "--workers=2", "--", *_args(NARM_ARGS, markov, run_dir, epochs=2)]
+        cmd = [sys.executable, "-m", "tfpps.launch", "--workers=2", "--", *_args(model_args, markov, run_dir, epochs=2)]
         return subprocess.run(cmd, cwd=REPO, env={**env, **extra}, capture_output=True, text=True, timeout=420)
 
     reference = launch(tmp_path / "reference")
