@@ -130,7 +130,9 @@ def run_tfpps_cached(out: Path, argv: list[str], reuse: bool) -> dict:
         return json.loads(out.read_text())
     cmd = [sys.executable, "-m", "benchmarks.run_tfpps", "--out", str(out), "--", *argv]
     print("$ " + " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    done = subprocess.run(cmd, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if done.returncode != 0:  # the run's own error line is just above; one more line, no traceback
+        raise SystemExit(f"benchmark stopped: the tfpps run for {out.name} failed (exit {done.returncode})")
     return json.loads(out.read_text())
 
 

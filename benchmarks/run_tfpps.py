@@ -30,11 +30,16 @@ def main() -> int:
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+    from tfpps.errors import ConfigError
     from tfpps.runs.trainer import train
 
-    run, args = train_cli.parse(train_argv)
     start = time.time()
-    result = train(run, fresh=True)
+    try:
+        run, args = train_cli.parse(train_argv)
+        result = train(run, fresh=True)
+    except ConfigError as exc:  # a bad flag or config: one line, as python -m tfpps.train prints it
+        print(f"benchmarks.run_tfpps: error: {exc}", file=sys.stderr)
+        return 2
     result["wall_seconds"] = round(time.time() - start, 2)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     result["argv"] = train_argv

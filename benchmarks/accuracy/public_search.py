@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     p.add_argument("--recipe", choices=RECIPES, default="tuned")
     p.add_argument("--dataset", choices=sorted(DATASETS), default=DATASET,
-                   help="; ".join(f"{k}: {v}" for k, v in DATASETS.items()))
+                   help="; ".join(f"{k}: {v}" for k, v in DATASETS.items()).replace("%", "%%"))
     p.add_argument("--seeds", type=int, default=3, help="seeds per neural model (42, 43, ...)")
     p.add_argument("--epochs", type=int, default=0, help="epoch cap (train.epochs; 0: the recipe's)")
     p.add_argument("--patience", type=int, default=2, help="early-stopping patience (0: fixed epochs)")
