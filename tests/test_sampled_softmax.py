@@ -15,8 +15,11 @@ from tfpps.tasks.sampled_softmax import CatalogueSampledSoftmax
 COUNTS = np.array([0, 0, 9, 1, 4, 6, 0, 2, 3, 5], np.int64)  # PAD, OOV, then items 2..9 (item 6 unseen)
 
 
-def _numpy_loss(query, table, targets, neg_ids, alpha, logq):
-    """The module docstring's formula, written out with numpy (float64)."""
+def _numpy_loss(query, table, targets, neg_ids, alpha, logq, bias=None, normalize=False):
+    """The module docstring's formula, written out with numpy (float64); ``bias`` adds b_j to item j's logit,
+    ``normalize`` scores with unit-norm item vectors."""
+    if normalize:
+        table = table / np.linalg.norm(table, axis=1, keepdims=True)
     real = COUNTS.astype(np.float64).copy()
     real[:2] = 0
     log_pop = np.log(np.maximum(real, 1.0) / real.sum())
@@ -25,6 +28,8 @@ def _numpy_loss(query, table, targets, neg_ids, alpha, logq):
     ids = np.concatenate([targets, neg_ids])
     log_q = np.concatenate([log_pop[targets], np.log(q_prob[neg_ids])])
     logits = query @ table[ids].T - logq * log_q[None, :]
+    if bias is not None:
+        logits = logits + bias[ids][None, :]
     b = len(targets)
     valid = targets >= 2
     per_row = []
@@ -62,6 +67,24 @@ def test_loss_equals_the_hand_computed_value_with_logq_and_accidental_hits(logq)
     # the correction changes the value; without the hits masked it would differ too
     if logq == 1.0:
         assert expected != pytest.approx(_numpy_loss(query, table, targets, neg_ids, alpha, 0.0), rel=1e-3)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_item_bias_and_unit_norm_items_as_the_search_models_score(normalize):
+    """The search models' ``item_loss: sampled_softmax``: logits ``M . v_j + b_j`` (``score: cosine``: unit v_j)."""
+    rng = np.random.default_rng(1)
+    query, table = rng.normal(size=(4, 3)), rng.normal(size=(len(COUNTS), 3))
+    bias = rng.normal(size=len(COUNTS))
+    targets, neg_ids, alpha = np.array([2, 5, 2, 0]), np.array([5, 7, 2, 9]), 0.5
+    q_weights = np.where(COUNTS > 0, COUNTS.astype(np.float64) ** alpha, 0.0)
+    neg = NegativeSample(tf.constant(neg_ids, tf.int64), tf.constant(q_weights[neg_ids] / q_weights.sum(), tf.float32),
+                         tf.zeros([4]))
+    task = CatalogueSampledSoftmax(COUNTS, n_sample=4, sample_alpha=alpha, seed=1)
+    got = task(tf.constant(query, tf.float32), tf.constant(targets), tf.constant(table, tf.float32), negatives=neg,
+               bias=tf.constant(bias[:, None], tf.float32), normalize_items=normalize)
+    expected = _numpy_loss(query, table, targets, neg_ids, alpha, 1.0, bias=bias, normalize=normalize)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    assert expected != pytest.approx(_numpy_loss(query, table, targets, neg_ids, alpha, 1.0, normalize=normalize), rel=1e-3)
 
 
 def test_in_batch_only_and_gradient_is_sparse():

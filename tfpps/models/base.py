@@ -118,6 +118,15 @@ class SequentialModel(tfrs.Model):
         metrics.update(loss=loss / loss_share, regularization_loss=regularization_loss / n, total_loss=scaled)
         return metrics
 
+    def step_and_replica(self) -> tuple[tf.Tensor, tf.Tensor]:
+        """``(optimizer.iterations or 0, replica id in the sync group)`` as int64: the keys of a training step's
+        stateless random draws (a resumed run restores the optimizer's step and so draws the same)."""
+        optimizer = getattr(self, "optimizer", None)
+        step = tf.constant(0, tf.int64) if optimizer is None else tf.cast(optimizer.iterations, tf.int64)
+        ctx = tf.distribute.get_replica_context()
+        replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, tf.int64)
+        return step, replica
+
     @classmethod
     def make_train_dataset(cls, params: Any, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:
         """Training examples for one epoch. ``data`` is a :class:`tfpps.data.dataset_dir.DatasetDir`."""

@@ -1,4 +1,4 @@
-r"""Sampled softmax for catalogue-scale training of the full-softmax models (NARM, HRM).
+r"""Sampled softmax for catalogue-scale training of the full-softmax models (NARM, HRM, the search models).
 
 The papers train with a softmax over ALL items, ``-log softmax(s)_t`` with
 ``s_j = q . v_j`` (``q`` the model's query vector of the example, ``v_j`` the
@@ -122,18 +122,25 @@ class CatalogueSampledSoftmax(tf.Module):
         return ids, log_q
 
     def __call__(self, query: tf.Tensor, targets: tf.Tensor, table, step=0, valid: tf.Tensor | None = None,
-                 stream=None, negatives: NegativeSample | None = None) -> tf.Tensor:
+                 stream=None, negatives: NegativeSample | None = None, bias=None,
+                 normalize_items: bool = False) -> tf.Tensor:
         """Mean sampled-softmax loss over the valid rows.
 
         ``query [B, d]``, ``targets [B]`` item ids, ``table [num_items, d]`` the output item vectors (a
         variable: only the candidates' rows are gathered, so its gradient is sparse), ``valid [B]``
-        (default: ``targets >= FIRST_ID``), ``step`` / ``stream`` key the negatives' draw."""
+        (default: ``targets >= FIRST_ID``), ``step`` / ``stream`` key the negatives' draw. ``bias``
+        (``[num_items]`` or ``[num_items, 1]``) adds a per-item logit ``b_j``; ``normalize_items`` scores
+        with L2-normalised item vectors (the search models' ``score: cosine``)."""
         targets = tf.cast(targets, tf.int64)
         valid = targets >= FIRST_ID if valid is None else tf.cast(valid, tf.bool)
         ids, log_q = self.candidates(targets, step, stream, negatives)
         b, n = tf.shape(query)[0], tf.shape(ids)[0]
         vectors = tf.gather(table, ids)  # [B + K, d]
+        if normalize_items:
+            vectors = tf.math.l2_normalize(vectors, -1)
         correction = -self.logq * tf.cast(log_q, vectors.dtype) if self.logq else tf.zeros([n], vectors.dtype)
+        if bias is not None:  # folded into the extra column, whose query entry is 1
+            correction += tf.reshape(tf.gather(bias, ids), [n])
         q = tf.concat([query, tf.ones([b, 1], query.dtype)], axis=1)
         c = tf.concat([vectors, correction[:, None]], axis=1)
         col_ok = tf.concat([valid, tf.ones([n - b], tf.bool)], axis=0)

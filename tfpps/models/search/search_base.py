@@ -22,7 +22,9 @@ a softmax cross-entropy over every real item,
    \ell = -\log \frac{\exp(M_{uq} \cdot v_i + b_i)}{\sum_{j} \exp(M_{uq} \cdot v_j + b_j)}
 
 (a departure from HEM, for catalogues of up to some 10^5 items, where the
-``[B, num_items]`` logits are cheap). With HEM's 5 uniform negatives shared by
+``[B, num_items]`` logits are cheap). ``item_loss: sampled_softmax`` is its catalogue-scale form: the same
+softmax over the batch's purchased items plus ``n_sample`` shared popularity-sampled items, logQ-corrected
+(:mod:`tfpps.tasks.sampled_softmax`). With HEM's 5 uniform negatives shared by
 the batch, an item of a 10^4 catalogue is a negative about once per epoch but
 a positive tens of times, so without review words to shape the space the
 positive pull wins: every query and item vector drifts to one direction and
@@ -53,18 +55,19 @@ import numpy as np
 
 import tensorflow as tf
 
-from tfpps.config import ConfigError
+from tfpps.config import ConfigError, non_negative
 from tfpps.data.dataset_dir import DatasetDir
 from tfpps.data.examples import search as search_data
 from tfpps.data.pipeline import batch_padded, finish, replica_epoch, training_records
 from tfpps.spec.schema import FIRST_ID
 from tfpps.layers.query_encoder import QUERY_ENCODERS, QUERY_PADDING, QueryEncoder
-from tfpps.models.base import SequentialModel, max_len_of
+from tfpps.models.base import SequentialModel, max_len_of, seed_of
+from tfpps.tasks.sampled_softmax import CatalogueSampledSoftmax
 from tfpps.tasks.negative_sampling import UnigramSampler, negative_sampling_loss
 
 SCORES = ("product", "bias_product", "cosine")
 INITS = ("zeros", "uniform")
-ITEM_LOSSES = ("negative_sampling", "softmax")
+ITEM_LOSSES = ("negative_sampling", "softmax", "sampled_softmax")
 
 
 @dataclasses.dataclass
@@ -78,7 +81,10 @@ class SearchConfig:
     query_weight: float = 0.5  # lambda of M = lambda*q + (1-lambda)*u; < 0: learned sigmoid(w)
     score: str = "product"  # product | bias_product | cosine
     negatives: int = 5  # item negatives (and word negatives) per batch, shared by the batch
-    item_loss: str = "negative_sampling"  # negative_sampling (HEM) | softmax (over every item: see ItemLoss below)
+    item_loss: str = "negative_sampling"  # negative_sampling (HEM) | softmax (over every item) | sampled_softmax
+    n_sample: int = 2048  # item_loss=sampled_softmax: shared popularity-sampled negatives per step (+ in-batch)
+    sample_alpha: float = 0.5  # item_loss=sampled_softmax: negatives ~ support^sample_alpha
+    logq: float = 1.0  # item_loss=sampled_softmax: logQ correction strength (1 exact, 0 off)
     item_noise_distortion: float = 0.0  # P(item) ∝ count^d; HEM: uniform (0), AEM/ZAM: 0.75
     word_noise_distortion: float = 0.75
     item_word_loss: bool = True  # item -> word of its text
@@ -102,6 +108,7 @@ class SearchConfig:
             raise ConfigError("l2 and the noise distortions must be >= 0")
         if self.query_max_length <= 0:
             raise ConfigError(f"model_params.query_max_length={self.query_max_length}: must be positive")
+        non_negative(self, "n_sample", "sample_alpha", "logq")
 
 
 def recent_items(ids: tf.Tensor, n: int) -> tf.Tensor:
@@ -150,6 +157,11 @@ class SearchModel(SequentialModel):
         if params.query_weight < 0:
             self.query_weight_logit = self.add_weight(name="query_weight_logit", shape=[], initializer="zeros")
         self.item_sampler = UnigramSampler(info.item_counts, params.item_noise_distortion, name="item_noise")
+        self.sampled_item_softmax = None
+        if params.item_loss == "sampled_softmax":  # holds no variables (checkpoints are unchanged)
+            self.sampled_item_softmax = CatalogueSampledSoftmax(
+                info.item_counts, params.n_sample, params.sample_alpha, seed=seed_of(run) + 97, logq=params.logq
+            )
         self.word_sampler = UnigramSampler(self._word_counts(run), params.word_noise_distortion, name="word_noise")
         words, lengths = search_data.item_word_table(DatasetDir(run.data.dir), info.num_items) if run.data.dir else (
             np.zeros([info.num_items, 1], np.int64), np.zeros([info.num_items], np.int64))
@@ -278,6 +290,16 @@ class SearchModel(SequentialModel):
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=items, logits=logits)
         return tf.reduce_sum(losses), tf.nn.l2_loss(context) + tf.nn.l2_loss(true_vectors)
 
+    def _sampled_softmax_term(self, context: tf.Tensor, items: tf.Tensor, true_vectors: tf.Tensor):
+        """``M_uq -> item`` as a softmax over the in-batch purchases and ``n_sample`` shared popularity-sampled
+        items, logQ-corrected (:class:`~tfpps.tasks.sampled_softmax.CatalogueSampledSoftmax`): the
+        ``softmax`` term's objective at a cost that does not grow with the catalogue (summed over the batch)."""
+        step, replica = self.step_and_replica()
+        mean = self.sampled_item_softmax(context, items, self.item_embedding.embeddings, step=step, stream=replica,
+                                         bias=self.item_bias.embeddings, normalize_items=self.params.score == "cosine")
+        batch = tf.cast(tf.shape(items)[0], mean.dtype)
+        return mean * batch, tf.nn.l2_loss(context) + tf.nn.l2_loss(true_vectors)
+
     def sample_item_words(self, item_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """One word of each item's text, uniformly (``[B]`` ids) and a ``[B]`` float mask of items that have text."""
         lengths = tf.gather(self.item_word_lengths, item_ids)
@@ -304,6 +326,8 @@ class SearchModel(SequentialModel):
             item_vectors = tf.math.l2_normalize(item_vectors, -1)
         if self.params.item_loss == "softmax":
             terms = [self._softmax_term(example, items, item_vectors)]
+        elif self.sampled_item_softmax is not None:
+            terms = [self._sampled_softmax_term(example, items, item_vectors)]
         else:
             terms = [self._term(example, item_vectors, self.item_bias(items)[:, 0],
                                 self.item_sampler.sample(self.params.negatives), self.item_embedding, self.item_bias)]

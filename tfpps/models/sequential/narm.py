@@ -300,14 +300,6 @@ class NARM(SequentialModel):
         context = _theano_dropout(self.encode(features, training)["context"], self.params.dropout_context, training, seed)
         return tf.matmul(context, self.bilinear)  # B c, [B, emb]
 
-    def _step_and_replica(self) -> tuple[tf.Tensor, tf.Tensor]:
-        """``(optimizer.iterations or 0, replica id)`` as int64: the keys of the step's random draws."""
-        optimizer = getattr(self, "optimizer", None)
-        step = tf.constant(0, tf.int64) if optimizer is None else tf.cast(optimizer.iterations, tf.int64)
-        ctx = tf.distribute.get_replica_context()
-        replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, tf.int64)
-        return step, replica
-
     def _dropout_seed(self, salt: int) -> tf.Tensor:
         """Stateless dropout seed from (train.seed, ``salt``, replica, optimizer step).
 
@@ -316,7 +308,7 @@ class NARM(SequentialModel):
         one (stateful ``tf.random`` ops would restart their streams); replicas
         of a distributed run draw different masks.
         """
-        step, replica = self._step_and_replica()
+        step, replica = self.step_and_replica()
         base = tf.stack([tf.constant(self._seed, tf.int64), tf.constant(salt, tf.int64) + 16 * replica])
         return tf.random.experimental.stateless_fold_in(base, step)
 
@@ -332,7 +324,7 @@ class NARM(SequentialModel):
 
     def compute_loss(self, features, training: bool = False) -> tf.Tensor:
         if self.sampled_softmax is not None:  # departure 9: softmax over in-batch + sampled candidates
-            step, replica = self._step_and_replica()
+            step, replica = self.step_and_replica()
             targets = tf.cast(features["target_item"], tf.int64)
             return self.sampled_softmax(self._query(features, training), targets, self.item_embedding, step=step,
                                         stream=replica)
