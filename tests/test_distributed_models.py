@@ -155,3 +155,20 @@ def test_hrnn_replicas_walk_their_own_user_schedules(markov, pipelines, replicas
     for steps in per_replica:
         got += pairs(*(np.stack([s[k] for s in steps]) for k in ("input_items", "target_items", "valid")))
     assert got == expected
+
+
+def test_subsets_of_sessions_and_user_streams_keep_their_items_in_order():
+    from tfpps.data.examples.session_parallel import Sessions
+    from tfpps.data.examples.user_parallel import UserSessions
+
+    sessions = Sessions.from_lists([[2, 3], [4], [5, 6, 7]], first_times=[10, 20, 30])
+    part = sessions.subset(np.array([2, 0]))
+    assert part.items.tolist() == [5, 6, 7, 2, 3] and part.offsets.tolist() == [0, 3, 5]
+    assert part.first_times.tolist() == [30, 10] and len(sessions.subset(np.array([], np.int64)).items) == 0
+    users = UserSessions.from_nested([[[2, 3], [4, 5]], [[6, 7, 8]], [[9, 2]]], user_ids=[7, 8, 9])
+    picked = users.subset(np.array([2, 0]))
+    def lists(streams, u):
+        return [s.tolist() for s in streams.sessions_of(u)]
+
+    assert [lists(picked, 0), lists(picked, 1)] == [lists(users, 2), lists(users, 0)] == [[[9, 2]], [[2, 3], [4, 5]]]
+    assert picked.user_ids.tolist() == [9, 7] and users.subset(np.array([], np.int64)).num_users == 0

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfpps.data.examples import user_parallel
+from tfpps.data.examples.session_parallel import interleaved_dataset
 from tfpps.data.dataset_dir import cached
 from tfpps.data.pipeline import finish
 from tfpps.errors import ConfigError
@@ -63,24 +64,12 @@ def replica_batches(data: Any, batch_size: int, min_valid: int, drop_tail: bool,
         steps = max(s.num_steps for s in schedules)
         if steps == 0:
             raise ConfigError("hrnn: the training split has no session with two or more events")
-        return [_pad_steps(s, steps) for s in schedules]
+        return [s.padded(steps) for s in schedules]
 
     schedules = cached(data, ("hrnn_replica_schedules", batch_size, min_valid, bool(drop_tail), replicas), build)
     local = replicas // pipelines
     mine = schedules[input_context.input_pipeline_id * local : (input_context.input_pipeline_id + 1) * local]
-    features = {name: np.stack([getattr(s, name) for s in mine], axis=1).reshape(-1, mine[0].batch_size)
-                for name in user_parallel.UserParallelSchedule.FEATURES}  # [T * local, slots]: step-major
-    return finish(tf.data.Dataset.from_tensor_slices(features), 256)
-
-
-def _pad_steps(schedule: user_parallel.UserParallelSchedule, steps: int) -> user_parallel.UserParallelSchedule:
-    """``schedule`` with steps of no valid slot appended up to ``steps``."""
-    extra = steps - schedule.num_steps
-    fields = {f.name: getattr(schedule, f.name) for f in dataclasses.fields(schedule)}
-    fill = {"stream": -1}
-    return user_parallel.UserParallelSchedule(**{
-        name: np.concatenate([a, np.full((extra, a.shape[1]), fill.get(name, 0), a.dtype)]) for name, a in fields.items()
-    })
+    return finish(interleaved_dataset(mine), 256)
 
 
 @dataclasses.dataclass

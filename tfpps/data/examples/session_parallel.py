@@ -66,9 +66,42 @@ class StepSchedule:
         """Number of (input, target) training pairs, i.e. valid slot-steps."""
         return int(self.valid.sum())
 
+    #: fill value of a field in :meth:`padded` steps (0 / False otherwise)
+    PAD_FILL: ClassVar[dict[str, int]] = {}
+
     def dataset(self) -> tf.data.Dataset:
         """``tf.data.Dataset`` yielding one dict of ``[B]`` tensors (the ``FEATURES``) per step, in order."""
         return tf.data.Dataset.from_tensor_slices({name: getattr(self, name) for name in self.FEATURES})
+
+    def padded(self, num_steps: int) -> "StepSchedule":
+        """This schedule with steps of no valid slot appended up to ``num_steps`` (they train nothing)."""
+        extra = num_steps - self.num_steps
+        if extra <= 0:
+            return self
+        arrays = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return type(self)(**{name: np.concatenate([a, np.full((extra, a.shape[1]), self.PAD_FILL.get(name, 0), a.dtype)])
+                             for name, a in arrays.items()})
+
+
+def interleaved_dataset(schedules: Sequence[StepSchedule]) -> tf.data.Dataset:
+    """One input pipeline's elements for its local replicas' equally long ``schedules``: step ``t`` of the
+    first, of the second, ..., then step ``t + 1`` (tf.distribute hands a pipeline's consecutive elements
+    to its local replicas in turn)."""
+    first = schedules[0]
+    return tf.data.Dataset.from_tensor_slices({
+        name: np.stack([getattr(s, name) for s in schedules], axis=1).reshape(-1, first.batch_size)
+        for name in first.FEATURES
+    })
+
+
+def gather_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Indices ``starts[0] .. starts[0] + lengths[0] - 1, starts[1] ..``: the concatenated ranges (int64).
+
+    >>> gather_ranges(np.array([5, 1]), np.array([2, 3])).tolist()
+    [5, 6, 1, 2, 3]
+    """
+    starts, lengths = np.asarray(starts, np.int64), np.asarray(lengths, np.int64)
+    return np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum(), dtype=np.int64)
 
 
 @dataclasses.dataclass
@@ -97,10 +130,8 @@ class Sessions:
     def subset(self, sessions: np.ndarray) -> "Sessions":
         """The sessions of index array ``sessions``, in that order."""
         lengths = self.lengths[sessions]
-        starts = self.offsets[:-1][sessions]
-        src = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        return Sessions(self.items[src.astype(np.int64)], offsets, self.first_times[sessions])
+        return Sessions(self.items[gather_ranges(self.offsets[:-1][sessions], lengths)], offsets, self.first_times[sessions])
 
     @classmethod
     def from_lists(cls, sequences: Sequence[Sequence[int]], first_times: Sequence[int] | None = None) -> "Sessions":
@@ -238,22 +269,10 @@ def session_parallel_dataset(data, batch_size: int, n_sample: int, split: str = 
     return sched.dataset(), sched
 
 
-def pad_steps(schedule: SessionParallelSchedule, num_steps: int) -> SessionParallelSchedule:
-    """``schedule`` with rows of no valid slot appended up to ``num_steps`` steps (they train nothing)."""
-    extra = num_steps - schedule.num_steps
-    if extra <= 0:
-        return schedule
-
-    def pad(a):
-        return np.concatenate([a, np.zeros((extra, a.shape[1]), a.dtype)])
-
-    return SessionParallelSchedule(*(pad(getattr(schedule, name)) for name in SessionParallelSchedule.FEATURES))
-
-
 def replica_schedules(data, batch_size: int, n_sample: int, pipelines: int, replicas: int,
                       split: str = "train") -> list[list[SessionParallelSchedule]]:
     """Session-parallel schedules of ``replicas`` tf.distribute replicas fed by ``pipelines`` input pipelines:
-    ``[pipeline][local replica]``, every one padded (:func:`pad_steps`) to the longest one's steps.
+    ``[pipeline][local replica]``, every one padded (:meth:`StepSchedule.padded`) to the longest one's steps.
 
     Input pipeline ``i`` reads its file shard of ``split`` (files ``[i::pipelines]``); its sessions, in the
     order of their first event, are dealt round-robin to its ``replicas / pipelines`` local replicas; each
@@ -275,7 +294,7 @@ def replica_schedules(data, batch_size: int, n_sample: int, pipelines: int, repl
             out.append([build_schedule(sessions.subset(order[r::local]), slots, min_valid=min_valid)
                         for r in range(local)])
         steps = max(s.num_steps for row in out for s in row)
-        return [[pad_steps(s, steps) for s in row] for row in out]
+        return [[s.padded(steps) for s in row] for row in out]
 
     return cached(data, ("session_parallel_replicas", split, int(batch_size), min_valid, pipelines, replicas), build)
 
@@ -284,8 +303,5 @@ def replica_dataset(data, batch_size: int, n_sample: int, input_context: tf.dist
     """Input pipeline ``input_context.input_pipeline_id``'s epoch (:func:`replica_schedules`): its local
     replicas' steps interleaved (step ``t`` of replica 0, of replica 1, ...), as tf.distribute hands
     consecutive elements of a pipeline to its local replicas; ``[batch_size / replicas]`` slots each."""
-    mine = replica_schedules(data, batch_size, n_sample, input_context.num_input_pipelines,
-                             input_context.num_replicas_in_sync)[input_context.input_pipeline_id]
-    features = {name: np.stack([getattr(s, name) for s in mine], axis=1).reshape(-1, mine[0].batch_size)
-                for name in SessionParallelSchedule.FEATURES}  # [T * local, slots]: step-major
-    return tf.data.Dataset.from_tensor_slices(features)
+    return interleaved_dataset(replica_schedules(data, batch_size, n_sample, input_context.num_input_pipelines,
+                                                 input_context.num_replicas_in_sync)[input_context.input_pipeline_id])

@@ -49,7 +49,7 @@ import numpy as np
 
 import tensorflow as tf
 
-from tfpps.data.examples.session_parallel import StepSchedule, assign_slots
+from tfpps.data.examples.session_parallel import StepSchedule, assign_slots, gather_ranges
 
 
 @dataclasses.dataclass
@@ -76,7 +76,16 @@ class UserSessions:
 
     def subset(self, streams: np.ndarray) -> "UserSessions":
         """The streams of index array ``streams``, in that order."""
-        return UserSessions.from_nested([self.sessions_of(int(u)) for u in streams], self.user_ids[streams])
+        streams = np.asarray(streams, np.int64)
+        per_user = np.diff(self.user_offsets)[streams]
+        sessions = gather_ranges(self.user_offsets[:-1][streams], per_user)
+        lengths = self.session_lengths[sessions]
+        return UserSessions(
+            self.items[gather_ranges(self.session_offsets[:-1][sessions], lengths)],
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            np.concatenate([[0], np.cumsum(per_user)]).astype(np.int64),
+            self.user_ids[streams],
+        )
 
     def sessions_of(self, u: int) -> list[np.ndarray]:
         lo, hi = self.user_offsets[u], self.user_offsets[u + 1]
@@ -221,6 +230,7 @@ class UserParallelSchedule(StepSchedule):
     """Per-step arrays of a user-parallel epoch (see the module docstring)."""
 
     FEATURES: ClassVar[tuple[str, ...]] = ("input_items", "target_items", "sstart", "ustart", "valid")
+    PAD_FILL: ClassVar[dict[str, int]] = {"stream": -1}  # no stream in a padding step
     input_items: np.ndarray
     target_items: np.ndarray
     sstart: np.ndarray
