@@ -124,7 +124,8 @@ def run_model(model: str, dataset: str, args: argparse.Namespace) -> tuple[str, 
     seeds = [SEED0 + i for i in range(args.seeds)] if model in NEURAL else [None]
     results = []
     for seed in seeds:
-        tag = f"public-{dataset}-{model}" + (f"-seed{seed}" if seed is not None else "")
+        softmax = f"-{args.narm_softmax or DATASETS[dataset]['narm_softmax']}" if model == "narm" else ""
+        tag = f"public-{dataset}-{model}{softmax}" + (f"-seed{seed}" if seed is not None else "")  # own run dir
         argv = [*base, *([f"--seed={seed}"] if seed is not None else []), f"--run_dir=runs/bench-{tag}", "--verbose=2"]
         results.append(run_tfpps_cached(RESULTS / "runs" / f"{tag}.json", argv, args.reuse))
     return setting, results
