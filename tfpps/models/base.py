@@ -68,6 +68,12 @@ def max_len_of(run: Any, default: int | None = DEFAULT_MAX_LEN) -> int | None:
     return default if max_len is None else int(max_len)
 
 
+def replica_id() -> tf.Tensor:
+    """This replica's id in the tf.distribute sync group as int64 (0 in one process or outside a replica)."""
+    ctx = tf.distribute.get_replica_context()
+    return tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, tf.int64)
+
+
 class SequentialModel(tfrs.Model):
     """Base class of next-item models; see the module docstring for the contract."""
 
@@ -123,9 +129,7 @@ class SequentialModel(tfrs.Model):
         stateless random draws (a resumed run restores the optimizer's step and so draws the same)."""
         optimizer = getattr(self, "optimizer", None)
         step = tf.constant(0, tf.int64) if optimizer is None else tf.cast(optimizer.iterations, tf.int64)
-        ctx = tf.distribute.get_replica_context()
-        replica = tf.cast(ctx.replica_id_in_sync_group if ctx is not None else 0, tf.int64)
-        return step, replica
+        return step, replica_id()
 
     @classmethod
     def make_train_dataset(cls, params: Any, data: Any, run: Any, epoch_seed: int) -> tf.data.Dataset:

@@ -18,7 +18,7 @@ from typing import Any
 import tensorflow as tf
 
 from tfpps.config import ConfigError
-from tfpps.models.base import DatasetInfo, SequentialModel, seed_of
+from tfpps.models.base import DatasetInfo, SequentialModel, replica_id, seed_of
 
 
 def train_section(run: Any) -> Any:
@@ -49,9 +49,13 @@ class SlotParallelModel(SequentialModel):
                                synchronization=tf.VariableSynchronization.ON_READ,
                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
-    def replica_seed(self) -> tf.Tensor:
-        """This replica's id in the sync group (0 in one process), to draw per-replica random masks apart."""
-        return tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+    def seed_key(self, salt: int) -> tf.Tensor:
+        """int64 ``seed + salt`` keying a step's random masks; distributed, plus 7,919 x the replica's id so
+        the replicas' masks differ (one process: unchanged)."""
+        key = tf.constant(self.seed + salt, tf.int64)
+        if self.slots < self.batch_size:
+            key += 7_919 * replica_id()
+        return key
 
     def own_rows(self, state: tf.Variable) -> tf.Tensor:
         """The rows of ``state`` this replica's slots use (all of them in one process)."""

@@ -297,10 +297,7 @@ class GRU4Rec(SlotParallelModel):
 
     def _seeds(self, step: tf.Tensor, n: int) -> tf.Tensor:
         """``n`` stateless seeds of a training step (and, distributed, of this replica)."""
-        first = tf.constant(self.seed + 1_000_003, tf.int64)
-        if self.slots < self.batch_size:
-            first += 7_919 * self.replica_seed()
-        base = tf.stack([first, tf.cast(step, tf.int64)])
+        base = tf.stack([self.seed_key(1_000_003), tf.cast(step, tf.int64)])
         return tf.random.experimental.stateless_split(base, num=n)
 
     def _input_embedding(self, ids: tf.Tensor) -> tf.Tensor:

@@ -294,8 +294,7 @@ class HRM(SequentialModel):
         safe = tf.maximum(targets, FIRST_ID)
         negatives = None
         if self.sampled_softmax is not None:  # the full softmax's objective over sampled candidates
-            optimizer = getattr(self, "optimizer", None)
-            step = tf.constant(0, tf.int64) if optimizer is None else tf.cast(optimizer.iterations, tf.int64)
+            step, _ = self.step_and_replica()  # one shared draw per step on every replica
             loss = self.sampled_softmax(hybrid, targets, self.output_embedding, step=step, valid=targets >= FIRST_ID)
             if self.params.reg_weight > 0:
                 loss += self.params.reg_weight * self.l2_penalty(features, safe, None, valid)

@@ -303,10 +303,7 @@ class HRNN(SlotParallelModel):
         step = self.step_counter.assign_add(1) - 1 if training else tf.identity(self.step_counter)
         seeds = None
         if training:
-            first = tf.constant(self.seed + 2_000_003, tf.int64)
-            if self.slots < self.batch_size:
-                first += 7_919 * self.replica_seed()
-            base = tf.stack([first, tf.cast(step, tf.int64)])
+            base = tf.stack([self.seed_key(2_000_003), tf.cast(step, tf.int64)])
             seeds = tf.random.experimental.stateless_split(base, num=3)
         h_s, h_u = self.step(features["input_items"], features["sstart"], features["ustart"],
                              self.own_rows(self.h_s), self.own_rows(self.h_u), seeds)
