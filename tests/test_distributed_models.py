@@ -1,7 +1,7 @@
 """HRM, CML, HLRM and GRU4Rec under tf.distribute: each input pipeline's share of an epoch (GRU4Rec: one
 session-parallel schedule per replica), and one training step on two replicas equal to the single-process
 step on the same global batch (the gradient scaling of a mean loss and of the metric models' summed hinge
-loss, the dense all-reduce, the clipping of mirrored tables)."""
+loss, the dense all-reduce, the clipping of mirrored tables), and initial weights that depend on the seed only."""
 import json
 import subprocess
 import sys
@@ -15,6 +15,7 @@ import tfpps  # noqa: F401
 import tensorflow as tf
 
 from markov_data import write_markov_dataset
+from synthetic_search_data import write_search_dataset
 from tfpps.cli.train import parse
 from tfpps.data.dataset_dir import DatasetDir
 from tfpps.config import ConfigError
@@ -93,6 +94,28 @@ def test_one_step_on_two_replicas_equals_the_single_process_step(markov, model, 
     assert result["max_abs_diff"] < 1e-5, result  # ... by the same amount on two replicas
     if model != "hrm":
         assert result["max_row_norm"] <= 1.0 + 1e-5, result  # clip = 1 held on the mirrored tables
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory):
+    return write_search_dataset(tmp_path_factory.mktemp("search"), n_users=60)
+
+
+def _initial_weights(data_dir, model, *extra) -> dict:
+    proc = subprocess.run([sys.executable, str(HERE / "initial_weights_on_two_replicas.py"), str(data_dir), model, *extra],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_initial_weights_depend_on_the_seed_not_on_the_strategy(search):
+    """HEM's query-encoder kernel is built on the first step, in a replica's thread under tf.distribute. Seeded
+    by tfpps.runs.seeding it starts as in one process; seeded by tf.keras.utils.set_random_seed alone, Keras 2
+    seeds it from Python's ``random`` there, and it starts as a scaled copy of the word embeddings."""
+    fixed = _initial_weights(search, "hem")
+    assert fixed["max_abs_diff"] == 0.0 and fixed["copies"] == [], fixed
+    keras_only = _initial_weights(search, "hem", "--keras-seed")
+    assert keras_only["max_abs_diff"] > 0.01 and any("query_encoder" in c for c in keras_only["copies"]), keras_only
 
 
 def _pairs(schedule) -> Counter:

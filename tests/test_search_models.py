@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from beam_jobs import cli
+from synthetic_search_data import write_search_dataset
+
 from tfpps import registry
 from tfpps.config import ConfigError, build_run_config
-from tfpps import synthetic
 from tfpps.data import pipeline
 from tfpps.data.dataset_dir import DatasetDir
 from tfpps.evaluation.trec import run_file_metrics
@@ -106,20 +106,7 @@ def test_hem_padding_quirk_counts_pad_slots_in_the_mean():
 # ----------------------------------------------------------------------------- data + evaluation
 @pytest.fixture(scope="module")
 def search_dataset(tmp_path_factory):
-    return _build_search_dataset(tmp_path_factory.mktemp("search"), n_users=150)
-
-
-def _build_search_dataset(tmp: Path, n_users: int) -> Path:
-    raw = tmp / "raw"
-    synthetic.generate(synthetic.SyntheticConfig(n_users=n_users, n_items=200, n_categories=10, seed=5,
-                                                 events_per_user=40, purchase_rate=0.4), raw)
-    out = tmp / "dataset"
-    cli.run([
-        "--source=csv", f"--input={raw}/events-*.csv", f"--metadata={raw}/items.jsonl", f"--output={out}",
-        "--kind=search", "--search_split=random", "--test_query_fraction=0.3",
-        "--min_user_interactions=5", "--min_item_interactions=3", "--direct_running_mode=in_memory",
-    ])
-    return out
+    return write_search_dataset(tmp_path_factory.mktemp("search"), n_users=150)
 
 
 def _run(model, data_dir, tmp_path=None, **overrides):
@@ -403,7 +390,7 @@ def test_search_model_trains_on_two_workers_through_the_launcher(tmp_path):
     import subprocess
     import sys
 
-    search_dataset = _build_search_dataset(tmp_path / "search500", n_users=500)
+    search_dataset = write_search_dataset(tmp_path / "search500", n_users=500)
     repo = Path(__file__).resolve().parents[1]
     run_dir = tmp_path / "hem-2workers"
     cmd = [sys.executable, "-m", "tfpps.launch", "--workers=2", "--", "--model=hem", "--dataset=synthetic-search",

@@ -138,9 +138,10 @@ def train_throughput(data, args, softmax: str, steps: int) -> tuple[dict, object
 
     from tfpps.models.sequential.narm import NARM
     from tfpps.runs.trainer import build_model
+    from tfpps.runs.seeding import set_run_seed
 
     run = _run_config(data.path, args, softmax)
-    tf.keras.utils.set_random_seed(run.train.seed)
+    set_run_seed(run.train.seed)
     model = build_model(run, data)
     model.compile(optimizer=tf.keras.optimizers.Adam(run.train.learning_rate), steps_per_execution=run.train.steps_per_execution)
     total = args.warmup_steps + steps

@@ -57,6 +57,7 @@ from tfpps.optimizers import make_optimizer
 from tfpps.runs import distribute, resume
 from tfpps.runs.existing import check_run_dir, clear_run_dir, report_complete
 from tfpps.runs.run_dir import BEST_WEIGHTS, RunDir  # noqa: F401  (BEST_WEIGHTS: re-exported)
+from tfpps.runs.seeding import set_run_seed
 from tfpps.runs.validation import ValidationCallback, eval_batches, evaluate_split
 
 def default_run_dir(run: RunConfig) -> Path:
@@ -138,7 +139,7 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
     sync = distribute.Sync(strategy)
     if run.train.deterministic:
         tf.config.experimental.enable_op_determinism()
-    tf.keras.utils.set_random_seed(run.train.seed)
+    set_run_seed(run.train.seed)  # the initial weights depend on the seed only, not on the strategy
     chief = sync.chief  # only the chief writes the run dir (tfpps.runs.distribute)
     run_dir = run_dir_of(run)
     complete = None
@@ -188,6 +189,7 @@ def train(run: RunConfig, fresh: bool = False, init_weights: str | None = None, 
     else:
         with strategy.scope():
             model.compile(optimizer=make_optimizer(run.train, total_training_steps(run, data, entry)), steps_per_execution=run.train.steps_per_execution)
+            _ = model.optimizer.iterations  # created here, in the scope: made on a 2-replica step, its reads there came out empty
         history = fit_epochs(model, run, data, strategy, sync, run_dir, out_dir, init_weights, entry)
         if not chief:  # the chief evaluates the test split alone; wait for it, then leave no files behind
             sync.barrier()

@@ -270,10 +270,13 @@ class SearchModel(SequentialModel):
 
     # ------------------------------------------------------------------ losses
     def _term(self, context, true_vectors, true_bias, negative_ids, table, bias_table, weights=None):
-        """One negative-sampling term: (summed loss, its l2_loss regulariser)."""
+        """One negative-sampling term: (summed loss, its l2_loss regulariser). The regulariser of the
+        batch-shared negatives is divided by the replicas in sync: each replica draws and regularises its own
+        set, and over the replicas that must add up to one draw's, as in one process."""
         neg_vectors, neg_bias = table(negative_ids), bias_table(negative_ids)[:, 0]
         losses = negative_sampling_loss(context, true_vectors, true_bias, neg_vectors, neg_bias)
-        l2 = tf.nn.l2_loss(context) + tf.nn.l2_loss(true_vectors) + tf.nn.l2_loss(neg_vectors)
+        replicas = float(tf.distribute.get_strategy().num_replicas_in_sync)
+        l2 = tf.nn.l2_loss(context) + tf.nn.l2_loss(true_vectors) + tf.nn.l2_loss(neg_vectors) / replicas
         if weights is not None:
             losses, l2 = losses * weights, l2 * tf.reduce_mean(weights)
         return tf.reduce_sum(losses), l2
