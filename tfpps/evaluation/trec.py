@@ -17,7 +17,6 @@ Example::
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -27,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfpps.evaluation.evaluator import exclusion_mask
+from tfpps.evaluation.trec_scores import trec_metrics
 
 
 def write_trec_files(
@@ -77,7 +77,8 @@ def write_trec_files(
 
 
 def run_file_metrics(run_path: str | Path, qrels_path: str | Path, ndcg_depth: int = 10) -> dict[str, float]:
-    """MAP, MRR and NDCG@``ndcg_depth`` of a TREC run against qrels (binary relevance, mean over qrels queries)."""
+    """MAP, MRR and NDCG@``ndcg_depth`` of a TREC run against qrels (binary relevance, mean over qrels queries;
+    :func:`tfpps.evaluation.trec_scores.trec_metrics`)."""
     relevant: dict[str, set[str]] = defaultdict(set)
     for line in Path(qrels_path).read_text().splitlines():
         qid, _, doc, rel = line.split()
@@ -87,20 +88,4 @@ def run_file_metrics(run_path: str | Path, qrels_path: str | Path, ndcg_depth: i
     for line in Path(run_path).read_text().splitlines():
         qid, _, doc, rank, _score, _tag = line.split()
         ranked[qid].append((int(rank), doc))
-    total = {"map": 0.0, "mrr": 0.0, f"ndcg@{ndcg_depth}": 0.0}
-    for qid, rel in relevant.items():
-        docs = [d for _, d in sorted(ranked.get(qid, []))]
-        hits, ap, rr, dcg = 0, 0.0, 0.0, 0.0
-        for pos, doc in enumerate(docs, start=1):
-            if doc in rel:
-                hits += 1
-                ap += hits / pos
-                rr = rr or 1.0 / pos
-                if pos <= ndcg_depth:
-                    dcg += 1.0 / math.log2(pos + 1)
-        ideal = sum(1.0 / math.log2(p + 1) for p in range(1, min(len(rel), ndcg_depth) + 1))
-        total["map"] += ap / len(rel)
-        total["mrr"] += rr
-        total[f"ndcg@{ndcg_depth}"] += dcg / ideal
-    n = max(1, len(relevant))
-    return {name: value / n for name, value in total.items()} | {"num_queries": len(relevant)}
+    return trec_metrics({qid: [d for _, d in sorted(docs)] for qid, docs in ranked.items()}, relevant, ndcg_depth)

@@ -1,7 +1,8 @@
 """The official HEM benchmark (Ai et al. 2017 qrels) in the input format of the PyTorch reference code
 Wenjun-Peng/Advanced-Models-for-Personalized-Product-Search, plus the ranking and TREC metrics of
-the comparison. Plain Python (numpy only for :func:`rank_items`): importable without torch and
-without tfpps, in both venvs.
+the comparison. Plain Python (numpy only for :func:`rank_items`): importable without torch and without
+TensorFlow, in both venvs; the TREC metrics are :func:`tfpps.evaluation.trec_scores.trec_metrics`, which imports
+nothing outside the standard library.
 
 The reference's HEM / ZAM / AEM read one directory ``<data_root>/forEM`` of space-separated integer
 files (``utils/tools.load_list``; every file but the click lists must be rectangular, because the
@@ -41,11 +42,16 @@ from __future__ import annotations
 
 import gzip
 import json
-import math
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
+
+_REPO = Path(__file__).resolve().parents[3]
+if str(_REPO) not in sys.path:  # the reference venv runs this from its own directory, without tfpps installed
+    sys.path.insert(0, str(_REPO))
+from tfpps.evaluation.trec_scores import trec_metrics  # noqa: E402,F401  (plain Python; both sides score with it)
 
 FOR_EM = "forEM"
 
@@ -236,27 +242,6 @@ def rank_items(scores, exclude: Iterable[int], depth: int = 100) -> list[tuple[i
 def run_lines(qid: str, ranked: list[tuple[int, float]], items: Sequence[str], tag: str) -> list[str]:
     """TREC run lines ``<qid> Q0 <item> <rank> <score> <tag>``."""
     return [f"{qid} Q0 {items[i]} {rank} {score:.6f} {tag}" for rank, (i, score) in enumerate(ranked, start=1)]
-
-
-def trec_metrics(run: dict[str, list[str]], relevant: dict[str, set[str]], ndcg_depth: int = 10) -> dict[str, float]:
-    """MAP, MRR and NDCG@``ndcg_depth`` (trec_eval's definitions, binary gains, mean over the qrels
-    queries; a query with no ranking scores 0). ``run``: ranked items per query id."""
-    total = {"map": 0.0, "mrr": 0.0, f"ndcg@{ndcg_depth}": 0.0}
-    for qid, rel in relevant.items():
-        hits, ap, rr, dcg = 0, 0.0, 0.0, 0.0
-        for pos, doc in enumerate(run.get(qid, []), start=1):
-            if doc in rel:
-                hits += 1
-                ap += hits / pos
-                rr = rr or 1.0 / pos
-                if pos <= ndcg_depth:
-                    dcg += 1.0 / math.log2(pos + 1)
-        ideal = sum(1.0 / math.log2(p + 1) for p in range(1, min(len(rel), ndcg_depth) + 1))
-        total["map"] += ap / len(rel)
-        total["mrr"] += rr
-        total[f"ndcg@{ndcg_depth}"] += dcg / ideal
-    n = max(1, len(relevant))
-    return {k: v / n for k, v in total.items()} | {"num_queries": len(relevant)}
 
 
 def relevant_of(test_rows: list[tuple[str, int, str]]) -> dict[str, set[str]]:
