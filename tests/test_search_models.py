@@ -198,6 +198,28 @@ def _tie_averaged_ndcg10(scores, target):
     return float(((rank <= 10) / np.log2(rank + 1)).mean())
 
 
+@pytest.mark.parametrize("model,word_losses,trained", [
+    ("hem", {}, True),
+    ("hem", {"item_word_loss": "false"}, True),  # user -> word still reads the word biases
+    ("hem", {"item_word_loss": "false", "user_word_loss": "false"}, False),  # the query-side losses only
+    ("qem", {"item_word_loss": "false"}, False),
+])
+def test_every_trainable_weight_gets_a_gradient(search_dataset, model, word_losses, trained):
+    """With the word losses off nothing reads the word biases: they are not trainable, so the optimizer meets
+    no variable without a gradient (TensorFlow would warn at every step)."""
+    from tfpps.data.examples import search
+
+    data = DatasetDir(search_dataset)
+    overrides = {f"model_params.{k}": v for k, v in word_losses.items()}
+    net = build_model(_run(model, search_dataset, **overrides), data)
+    batch = next(iter(pipeline.batch_padded(search.train_examples(data.records("train"), 20), 16)))
+    with tf.GradientTape() as tape:
+        loss = net.compute_loss(batch, training=True)
+    gradients = tape.gradient(loss, net.trainable_variables)
+    assert all(g is not None for g in gradients), [v.name for v, g in zip(net.trainable_variables, gradients) if g is None]
+    assert net.word_bias.trainable is trained
+
+
 def test_zam_fits_one_batch(search_dataset):
     """40 SGD steps on one batch of 64 training pairs: from all-tied zero vectors (NDCG@10 ~ 0) to the
     purchased item ranked near the top among all items (0.48-0.56 over seeds 1, 2, 42; chance 0.026)."""

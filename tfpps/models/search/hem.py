@@ -94,6 +94,9 @@ class HEM(SearchModel):
     def user_part(self, features, training: bool = False) -> tf.Tensor:
         return self.user_embedding(tf.cast(features["user_id"], tf.int64))
 
+    def trains_word_losses(self) -> bool:
+        return self.params.item_word_loss or self.params.user_word_loss
+
     def extra_losses(self, features, words, has_word, training: bool):
         if not self.params.user_word_loss:
             return []

@@ -168,6 +168,13 @@ class SearchModel(SequentialModel):
         self.item_words = tf.constant(words)
         self.item_word_lengths = tf.constant(lengths)
         self.has_item_text = bool(lengths.sum() > 0)
+        if not (self.has_item_text and self.trains_word_losses()):
+            self.word_bias.trainable = False  # only the word losses read it: no gradient, no optimizer warning
+
+    def trains_word_losses(self) -> bool:
+        """Whether a ``context -> word`` term is on (given item text): ``item_word_loss`` here; HEM adds
+        ``user_word_loss``."""
+        return self.params.item_word_loss
 
     @staticmethod
     def _word_counts(run) -> np.ndarray:
